@@ -1,0 +1,1 @@
+"""Carrier simulation and measurement: simulator, benchmarks."""

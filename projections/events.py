@@ -1,0 +1,141 @@
+"""The contract's events as frozen domain values (tracking contract, section 1).
+
+Times are UTC instants as integer epoch milliseconds: that is what Avro's
+timestamp-millis carries, it compares fast on the fold's hot path, and it cannot
+be naive. Conversion to timezone-aware datetimes happens at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    PARCEL_REGISTERED = "ParcelRegistered"
+    PARCEL_SCANNED = "ParcelScanned"
+    PARCEL_HANDED_OVER = "ParcelHandedOver"
+    CUSTOMS_STATUS_RECORDED = "CustomsStatusRecorded"
+    EVENT_VOIDED = "EventVoided"
+
+
+class Service(StrEnum):
+    EXPRESS = "EXPRESS"
+    STANDARD = "STANDARD"
+    ECONOMY = "ECONOMY"
+
+
+class Scan(StrEnum):
+    PICKED_UP = "PICKED_UP"
+    ORIGIN_HUB_ARRIVED = "ORIGIN_HUB_ARRIVED"
+    ORIGIN_HUB_DEPARTED = "ORIGIN_HUB_DEPARTED"
+    LINEHAUL_DEPARTED = "LINEHAUL_DEPARTED"
+    DESTINATION_ARRIVED = "DESTINATION_ARRIVED"
+    DESTINATION_HUB_ARRIVED = "DESTINATION_HUB_ARRIVED"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    DELIVERY_ATTEMPTED = "DELIVERY_ATTEMPTED"
+    AVAILABLE_FOR_PICKUP = "AVAILABLE_FOR_PICKUP"
+    DELIVERED = "DELIVERED"
+    RETURN_INITIATED = "RETURN_INITIATED"
+
+
+class CustomsDirection(StrEnum):
+    EXPORT = "EXPORT"
+    IMPORT = "IMPORT"
+
+
+class CustomsStatus(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    HELD = "HELD"
+    RELEASED = "RELEASED"
+    REFUSED = "REFUSED"
+
+
+class VoidReason(StrEnum):
+    DID_NOT_OCCUR = "DID_NOT_OCCUR"
+    INCORRECT_DATA = "INCORRECT_DATA"
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Origin or destination of a parcel's lane."""
+
+    country: str
+    city: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where an event happened."""
+
+    country: str
+    facility_id: str | None = None
+    city: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaseEvent:
+    event_id: str
+    parcel_id: str
+    event_time: int
+    """UTC instant, epoch milliseconds."""
+    source: str
+    tz_offset_minutes: int = 0
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParcelRegistered(BaseEvent):
+    merchant_id: str
+    origin: Place
+    destination: Place
+    service: Service
+    promised_hours: int | None = None
+
+    @property
+    def effective_promised_hours(self) -> int:
+        """The contract's default: 24 h domestic, 72 h across borders."""
+        if self.promised_hours is not None:
+            return self.promised_hours
+        return 24 if self.origin.country == self.destination.country else 72
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParcelScanned(BaseEvent):
+    scan: Scan
+    raw_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParcelHandedOver(BaseEvent):
+    from_party: str
+    to_party: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomsStatusRecorded(BaseEvent):
+    direction: CustomsDirection
+    status: CustomsStatus
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventVoided(BaseEvent):
+    voided_event_id: str
+    reason: VoidReason
+
+
+Event = ParcelRegistered | ParcelScanned | ParcelHandedOver | CustomsStatusRecorded | EventVoided
+
+EVENT_CLASSES: dict[EventType, type[BaseEvent]] = {
+    EventType.PARCEL_REGISTERED: ParcelRegistered,
+    EventType.PARCEL_SCANNED: ParcelScanned,
+    EventType.PARCEL_HANDED_OVER: ParcelHandedOver,
+    EventType.CUSTOMS_STATUS_RECORDED: CustomsStatusRecorded,
+    EventType.EVENT_VOIDED: EventVoided,
+}
+TYPE_OF_CLASS: dict[type[BaseEvent], EventType] = {cls: t for t, cls in EVENT_CLASSES.items()}
+
+
+def event_type(event: BaseEvent) -> EventType:
+    return TYPE_OF_CLASS[type(event)]

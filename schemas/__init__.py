@@ -1,0 +1,1 @@
+"""Python helpers next to the schemas: the .avsc files are the source of truth."""

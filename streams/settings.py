@@ -1,0 +1,161 @@
+"""One settings object; the only place that reads the environment.
+
+Every knob has a local default so that a new user needs no configuration, and an
+environment variable (prefix ``TRACKBONE_``) so that deployments need no code.
+CLI flags override by building a new object with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "TRACKBONE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Contract topic names (section 4) under an optional prefix."""
+
+    prefix: str = ""
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def registrations(self) -> str:
+        return self.name("tracking.registrations")
+
+    @property
+    def scans(self) -> str:
+        return self.name("tracking.scans")
+
+    @property
+    def handoffs(self) -> str:
+        return self.name("tracking.handoffs")
+
+    @property
+    def customs(self) -> str:
+        return self.name("tracking.customs")
+
+    @property
+    def corrections(self) -> str:
+        return self.name("tracking.corrections")
+
+    @property
+    def parcel_status(self) -> str:
+        return self.name("tracking.parcel-status")
+
+    @property
+    def milestones(self) -> str:
+        return self.name("tracking.milestones")
+
+    @property
+    def alerts(self) -> str:
+        return self.name("tracking.alerts")
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name("tracking.dead-letter")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.registrations, self.scans, self.handoffs, self.customs, self.corrections)
+
+
+def _default_data_dir() -> Path:
+    return Path.cwd() / ".trackbone"
+
+
+def _default_kafka_home() -> Path:
+    return Path.home() / ".cache" / "trackbone" / "kafka"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, read once from ``TRACKBONE_*`` variables."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    kafka_bootstrap: str | None = None
+    """None: use the project's local broker (``trackbone kafka start``)."""
+    kafka_home: Path = field(default_factory=_default_kafka_home)
+    """Where the Kafka jars are cached between runs."""
+    kafka_version: str = "4.1.1"
+    topic_prefix: str = ""
+    partitions: int = 8
+    app_id: str = "trackbone"
+    clickhouse_dsn: str | None = None
+    """None: embedded chdb under the data dir."""
+    clickhouse_database: str = "tracking"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    max_events_per_parcel: int = 500
+    stuck_after_hours: float = 48.0
+    stuck_check_interval_s: float = 60.0
+    promise_risk_threshold: float = 0.5
+    sink_batch_rows: int = 5000
+    sink_flush_s: float = 0.5
+    sink_max_pending_batches: int = 4
+    table_store: str = "rocksdb://"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def clickhouse_url(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(PREFIX + name)
+            return value if value not in (None, "") else None
+
+        kwargs: dict[str, object] = {}
+        text = {
+            "KAFKA_BOOTSTRAP": "kafka_bootstrap",
+            "KAFKA_VERSION": "kafka_version",
+            "TOPIC_PREFIX": "topic_prefix",
+            "APP_ID": "app_id",
+            "CLICKHOUSE_DSN": "clickhouse_dsn",
+            "CLICKHOUSE_DATABASE": "clickhouse_database",
+            "WEB_HOST": "web_host",
+            "TABLE_STORE": "table_store",
+        }
+        paths = {"DATA_DIR": "data_dir", "KAFKA_HOME": "kafka_home"}
+        ints = {
+            "PARTITIONS": "partitions",
+            "WEB_PORT": "web_port",
+            "MAX_EVENTS_PER_PARCEL": "max_events_per_parcel",
+            "SINK_BATCH_ROWS": "sink_batch_rows",
+            "SINK_MAX_PENDING_BATCHES": "sink_max_pending_batches",
+        }
+        floats = {
+            "STUCK_AFTER_HOURS": "stuck_after_hours",
+            "STUCK_CHECK_INTERVAL_S": "stuck_check_interval_s",
+            "PROMISE_RISK_THRESHOLD": "promise_risk_threshold",
+            "SINK_FLUSH_S": "sink_flush_s",
+        }
+        for var, attr in text.items():
+            if (value := get(var)) is not None:
+                kwargs[attr] = value
+        for var, attr in paths.items():
+            if (value := get(var)) is not None:
+                kwargs[attr] = Path(value).expanduser()
+        for conv, table in ((int, ints), (float, floats)):
+            for var, attr in table.items():
+                if (value := get(var)) is not None:
+                    try:
+                        kwargs[attr] = conv(value)
+                    except ValueError:
+                        raise ValueError(
+                            f"{PREFIX}{var}={value!r} is not a valid {conv.__name__}"
+                        ) from None
+        return cls(**kwargs)  # type: ignore[arg-type]
