@@ -1,15 +1,75 @@
-"""`trackbone worker`: not built yet."""
+"""`trackbone worker`: run the stream processor.
+
+Several workers (on one machine or many) with the same app id share the input
+partitions; each needs its own data dir and web port on a shared machine.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import orjson
+
+from streams.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (env TRACKBONE_KAFKA_BOOTSTRAP;"
+                        " default: the local broker of `trackbone kafka start`)")
+    parser.add_argument("--web-port", type=int, help="HTTP port of the tracking API (env TRACKBONE_WEB_PORT, default 6066)")
+    parser.add_argument("--data-dir", type=Path, help="state directory: RocksDB tables, embedded ClickHouse (env TRACKBONE_DATA_DIR)")
+    parser.add_argument("--app-id", help="Faust app id = consumer group (env TRACKBONE_APP_ID)")
+    parser.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink in this worker")
+    parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides: dict[str, object] = {}
+    if args.bootstrap:
+        overrides["kafka_bootstrap"] = args.bootstrap
+    if args.web_port is not None:
+        overrides["web_port"] = args.web_port
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir.resolve()
+    if args.app_id:
+        overrides["app_id"] = args.app_id
+    return dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
-    print("trackbone worker: not available yet", file=sys.stderr)
-    return 2
+    from faust.worker import Worker
+
+    from streams.app import TrackboneApp, all_topics
+    from streams.broker import resolve_bootstrap
+    from streams.kafka_io import ensure_contract_topics, ensure_topics
+
+    settings = settings_from(args)
+    bootstrap = resolve_bootstrap(settings)
+    asyncio.run(ensure_contract_topics(settings, bootstrap))
+    asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tb = TrackboneApp(settings, bootstrap, sink=not args.no_sink)
+    marker = settings.data_dir / "worker.json"
+    marker.write_bytes(
+        orjson.dumps(
+            {
+                "pid": os.getpid(),
+                "web_url": f"http://{settings.web_host}:{settings.web_port}",
+                "bootstrap": bootstrap,
+                "app_id": settings.app_id,
+            }
+        )
+    )
+    logging.getLogger("faust").setLevel(args.loglevel.upper())
+    try:
+        worker = Worker(tb.app, loglevel=args.loglevel, quiet=True)
+        worker.execute_from_commandline()
+    finally:
+        marker.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,371 @@
+"""The Faust application: thin agents around the pure fold.
+
+One agent consumes the five contract input topics (all keyed by ``parcel_id``, so
+a parcel lives on one partition) and, per message: decodes, validates, ``step``s
+the stored state, stores it, and emits outputs. Everything that is not a valid,
+new event ends in the dead-letter topic with a reason, so that every input is
+accounted for: ``in + duplicates = applied + dead_lettered`` per the metrics
+(duplicates are counted once as input and once as duplicate).
+
+Delivery is at-least-once with ``concurrency=1``. Faust flushes the producer
+(changelog and outputs) before it commits an offset. A crash between writing and
+committing re-delivers events the state already holds; such a re-delivered
+duplicate (its offset is not above the parcel's stored high-water mark for its
+topic) re-writes the state and re-emits the outputs, which are idempotent
+downstream (compacted status keyed by parcel, versioned ClickHouse rows).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from projections import fold as fold_
+from projections.events import Event
+from projections.jsonform import InvalidEvent, format_time
+from projections.validation import validate_event
+from streams import avro
+from streams.metrics import Metrics
+from streams.settings import Settings
+
+PARCEL_EVENTS_BASE = "tracking.parcel-events"
+"""Internal topic: deltas of each parcel's effective event set, for the ClickHouse sink."""
+
+_TERMINAL = {fold_.Milestone.DELIVERED, fold_.Milestone.RETURNED}
+_NO_OFFSET = -1
+_HW = struct.Struct("<5q")
+
+
+@dataclass(slots=True)
+class Stored:
+    """A table value: per-input-topic high-water offsets, then the encoded fold state."""
+
+    state: fold_.ParcelState | None
+    high_water: list[int]
+
+    def encode(self) -> bytes:
+        assert self.state is not None
+        return _HW.pack(*self.high_water) + fold_.encode_state(self.state)
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Stored:
+        if not data:
+            return cls(None, [_NO_OFFSET] * 5)
+        return cls(fold_.decode_state(data[_HW.size :]), list(_HW.unpack_from(data)))
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What one step emits; built by pure code, sent by the agent."""
+
+    status: dict[str, Any] | None = None
+    milestone: dict[str, Any] | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    added: tuple[Event, ...] = ()
+    removed: tuple[Event, ...] = ()
+
+
+def _breached(state: fold_.ParcelState | None) -> bool:
+    if state is None or state.promised_at is None:
+        return False
+    if state.delivered_at is not None:
+        return state.delivered_at > state.promised_at
+    if state.milestone is fold_.Milestone.RETURNED:
+        return False
+    return state.last_event_time is not None and state.last_event_time > state.promised_at
+
+
+def alerts_for(
+    before: fold_.ParcelState | None, after: fold_.ParcelState, at: int
+) -> list[dict[str, Any]]:
+    """Alerts raised by a state change (edge-triggered, so replays do not repeat them)."""
+    alerts: list[dict[str, Any]] = []
+    held_before = before is not None and "CUSTOMS_HOLD" in before.holds
+    if "CUSTOMS_HOLD" in after.holds and not held_before:
+        alerts.append(_alert("CUSTOMS_HOLD_STARTED", after, at))
+    if _breached(after) and not _breached(before):
+        alerts.append(_alert("PROMISE_BREACHED", after, at, promised_at=after.promised_at))
+    return alerts
+
+
+def _alert(kind: str, state: fold_.ParcelState, at: int, **detail: Any) -> dict[str, Any]:
+    return {
+        "alert": kind,
+        "parcel_id": state.parcel_id,
+        "at": format_time(at),
+        "milestone": state.milestone.value,
+        "version": state.version,
+        **{k: format_time(v) if k.endswith("_at") else v for k, v in detail.items()},
+    }
+
+
+class TrackboneApp:
+    """Builds the Faust app, its topics, table, agents, timers and web views."""
+
+    def __init__(self, settings: Settings, bootstrap: str, *, sink: bool = True) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.stream_time = 0
+        self._stuck_alerted: dict[str, int] = {}
+        topics = settings.topics
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{bootstrap}",
+            store=settings.table_store,
+            datadir=str(settings.data_dir / "faust"),
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_in_thread=False,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            topic_allow_declare=True,
+            processing_guarantee="at_least_once",
+            table_standby_replicas=0,
+            broker_commit_every=2000,
+            broker_commit_interval=0.5,
+            stream_buffer_maxsize=8192,
+            producer_linger_ms=5,
+            producer_max_batch_size=1 << 20,
+            consumer_auto_offset_reset="earliest",
+            key_serializer="raw",
+            value_serializer="raw",
+            logging_config=None,
+        )
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = self.app.topic(*topics.inputs, **raw)
+        self.status_topic = self.app.topic(topics.parcel_status, compacting=True, **raw)
+        self.milestones_topic = self.app.topic(topics.milestones, **raw)
+        self.alerts_topic = self.app.topic(topics.alerts, **raw)
+        self.dead_letter_topic = self.app.topic(topics.dead_letter, **raw)
+        self.parcel_events_topic = self.app.topic(topics.name(PARCEL_EVENTS_BASE), **raw)
+        self.topic_index = {name: i for i, name in enumerate(topics.inputs)}
+        self.states = self.app.Table(
+            "parcel-state",
+            partitions=settings.partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.app.agent(self.inputs, name="fold_parcel_events", concurrency=1)(
+            self.fold_parcel_events
+        )
+        self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
+            self.detect_stuck_parcels
+        )
+        self._register_views()
+        self.sink_enabled = sink
+
+    # --- the agent -------------------------------------------------------------
+
+    async def fold_parcel_events(self, stream: faust.StreamT) -> None:
+        """Decode, fold, store, emit: one input message at a time."""
+        async for event in stream.events():
+            message = event.message
+            self.handle(
+                message.key, message.value, message.topic, message.partition, message.offset,
+                message.timestamp,
+            )
+
+    def handle(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: float | None,
+    ) -> None:
+        metrics = self.metrics
+        metrics.events_in.inc()
+        try:
+            decoded = avro.decode_event(value or b"")
+            validate_event(decoded)
+        except (avro.DecodeError, InvalidEvent) as exc:
+            self.dead_letter(key, value, f"invalid: {exc}", topic, partition, offset)
+            return
+        if key is None or key.decode("utf-8", "replace") != decoded.parcel_id:
+            self.dead_letter(
+                key, value, f"invalid: message key {key!r} is not the event's parcel_id",
+                topic, partition, offset,
+            )
+            return
+        self.stream_time = max(self.stream_time, decoded.event_time)
+        stored = Stored.decode(self.states.get(key))
+        result = fold_.step(stored.state, decoded, max_events=self.settings.max_events_per_parcel)
+        index = self.topic_index.get(topic, 0)
+        if result.outcome is fold_.Outcome.DUPLICATE:
+            metrics.duplicates.inc()
+            if offset <= stored.high_water[index] and stored.state is not None:
+                # Re-delivered after a crash: make sure what it wrote reached Kafka.
+                self.states[key] = stored.encode()
+                self.emit(key, stored.state, Outputs(status=self.status_of(stored.state)))
+            return
+        if result.outcome is not fold_.Outcome.APPLIED:
+            self.dead_letter(
+                key, value, f"{result.outcome.value.lower()}: {result.reason}",
+                topic, partition, offset,
+            )
+            return
+        metrics.applied.inc()
+        state = result.state
+        assert state is not None
+        stored.high_water[index] = max(stored.high_water[index], offset)
+        self.states[key] = Stored(state, stored.high_water).encode()
+        before = stored.state
+        outputs = Outputs(added=result.added, removed=result.removed)
+        if result.changed and state.event_count > 0:
+            outputs.status = self.status_of(state)
+            if before is None or before.milestone is not state.milestone:
+                outputs.milestone = {
+                    "parcel_id": state.parcel_id,
+                    "milestone": state.milestone.value,
+                    "previous": None if before is None else before.milestone.value,
+                    "at": format_time(state.last_event_time),
+                    "version": state.version,
+                }
+            outputs.alerts = alerts_for(before, state, decoded.event_time)
+        self.emit(key, state, outputs)
+        if timestamp:
+            metrics.latency.observe(max(0.0, time.time() - timestamp))
+
+    def status_of(self, state: fold_.ParcelState) -> dict[str, Any]:
+        return avro.status_from_state(state)
+
+    def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs) -> None:
+        if outputs.status is not None:
+            self.status_topic.send_soon(key=key, value=avro.encode_status(outputs.status))
+        if outputs.milestone is not None:
+            self.milestones_topic.send_soon(key=key, value=orjson.dumps(outputs.milestone))
+        for alert in outputs.alerts:
+            self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
+            self.metrics.alerts.labels(alert["alert"]).inc()
+        if self.sink_enabled:
+            version = str(state.version).encode()
+            for op, events in ((b"add", outputs.added), (b"remove", outputs.removed)):
+                for ev in events:
+                    self.parcel_events_topic.send_soon(
+                        key=key,
+                        value=avro.encode_event(ev),
+                        headers=[("op", op), ("version", version)],
+                    )
+
+    def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        """Park the original bytes with the reason and their origin; never raise."""
+        self.metrics.dead_lettered.labels(reason.split(":", 1)[0]).inc()
+        self.dead_letter_topic.send_soon(
+            key=key,
+            value=value,
+            headers=[
+                ("reason", reason.encode("utf-8", "replace")[:4000]),
+                ("source_topic", topic.encode()),
+                ("source_partition", str(partition).encode()),
+                ("source_offset", str(offset).encode()),
+            ],
+        )
+
+    # --- stuck parcels -----------------------------------------------------------
+
+    async def detect_stuck_parcels(self) -> None:
+        """Alert on parcels silent for too long, in stream time; emits, never writes tables."""
+        threshold = self.stream_time - int(self.settings.stuck_after_hours * 3_600_000)
+        if self.stream_time == 0:
+            return
+        for key, value in list(self.states.items()):
+            state = Stored.decode(value).state
+            if state is None or state.event_count == 0 or state.milestone in _TERMINAL:
+                continue
+            last = state.last_event_time or 0
+            if last >= threshold or self._stuck_alerted.get(state.parcel_id) == last:
+                continue
+            self._stuck_alerted[state.parcel_id] = last
+            alert = _alert(
+                "PARCEL_STUCK", state, self.stream_time, last_event_at=last,
+            )
+            self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
+            self.metrics.alerts.labels("PARCEL_STUCK").inc()
+
+    # --- web -------------------------------------------------------------------------
+
+    def _register_views(self) -> None:
+        owner = self
+
+        class ParcelView(View):
+            @self.app.table_route(table=self.states, match_info="parcel_id")
+            async def get(self, request: Request, parcel_id: str) -> Response:
+                return owner.parcel_response(self, parcel_id)
+
+        class HealthView(View):
+            async def get(self, request: Request) -> Response:
+                return self.json({"status": "ok", "stream_time": format_time(owner.stream_time)})
+
+        class MetricsView(View):
+            async def get(self, request: Request) -> Response:
+                owner.update_lag()
+                body, content_type = owner.metrics.render()
+                return self.bytes(body, content_type=content_type)
+
+        self.app.page("/parcels/{parcel_id}")(ParcelView)
+        self.app.page("/health")(HealthView)
+        self.app.page("/metrics")(MetricsView)
+
+    def parcel_response(self, view: View, parcel_id: str) -> Response:
+        if not fold_is_valid_id(parcel_id):
+            return view.json(
+                {"error": "malformed parcel id: must be 1..64 characters of [A-Za-z0-9_-]"},
+                status=400,
+            )
+        stored = Stored.decode(self.states.get(parcel_id.encode()))
+        state = stored.state
+        if state is None or state.event_count == 0:
+            return view.json({"error": f"unknown parcel {parcel_id}"}, status=404)
+        body = fold_.state_to_json(state)
+        body |= {k: v for k, v in self.status_of(state).items() if k.startswith("eta_")}
+        body["timeline"] = [timeline_entry(ev) for ev in state.timeline()]
+        return view.json(body)
+
+    def update_lag(self) -> None:
+        consumer = self.app.consumer
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not yet assigned
+            return
+        for tp in assignment:
+            if tp.topic not in self.topic_index:
+                continue
+            high = consumer.highwater(tp)
+            position = consumer._last_offset.get(tp)  # noqa: SLF001 - Faust keeps no public one
+            if high is not None:
+                lag = high - (position + 1 if position is not None else 0)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+
+def fold_is_valid_id(parcel_id: str) -> bool:
+    from projections.jsonform import PARCEL_ID_RE
+
+    return PARCEL_ID_RE.fullmatch(parcel_id) is not None
+
+
+def timeline_entry(event: Event) -> dict[str, Any]:
+    from projections.jsonform import event_to_json
+
+    return event_to_json(event)
+
+
+def all_topics(settings: Settings) -> Iterable[str]:
+    topics = settings.topics
+    return (*topics.inputs, topics.parcel_status, topics.milestones, topics.alerts,
+            topics.dead_letter, topics.name(PARCEL_EVENTS_BASE))
