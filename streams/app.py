@@ -123,6 +123,7 @@ class TrackboneApp:
             web_host=settings.web_host,
             web_port=settings.web_port,
             web_in_thread=False,
+            canonical_url=f"http://{settings.web_host}:{settings.web_port}",
             topic_partitions=settings.partitions,
             topic_replication_factor=1,
             topic_allow_declare=True,
