@@ -38,6 +38,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 TZ_MIN, TZ_MAX = -720, 840
 EVENT_ID_MAX = 128
+# The instants a datetime can show (years 1..9999): outside them no RFC 3339 form exists.
+TIME_MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _MS
+TIME_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // _MS
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -56,16 +59,20 @@ def parse_time(value: object, field: str = "event_time") -> int:
     if isinstance(value, bool):
         raise InvalidEvent(field, "expected an ISO-8601 time with offset or epoch milliseconds")
     if isinstance(value, int):
-        return value
-    if not isinstance(value, str):
+        millis = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent(field, f"not an ISO-8601 time: {value!r}") from None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            raise InvalidEvent(field, f"time without UTC offset: {value!r}")
+        millis = (parsed - EPOCH) // _MS
+    else:
         raise InvalidEvent(field, "expected an ISO-8601 time with offset or epoch milliseconds")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidEvent(field, f"not an ISO-8601 time: {value!r}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise InvalidEvent(field, f"time without UTC offset: {value!r}")
-    return (parsed - EPOCH) // _MS
+    if not TIME_MIN_MS <= millis <= TIME_MAX_MS:
+        raise InvalidEvent(field, f"{value!r} is outside years 1..9999 UTC")
+    return millis
 
 
 def millis_to_datetime(ms: int) -> datetime:
@@ -76,11 +83,17 @@ def format_time(ms: int | None) -> str | None:
     """RFC 3339 in UTC with milliseconds, e.g. 2026-11-11T01:30:00.000Z."""
     if ms is None:
         return None
-    return millis_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat, not strftime: strftime drops the zero padding of years below 1000.
+    return millis_to_datetime(ms).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def _string(
-    obj: Mapping[str, Any], key: str, *, prefix: str = "", min_len: int = 0, max_len: int | None = None
+    obj: Mapping[str, Any],
+    key: str,
+    *,
+    prefix: str = "",
+    min_len: int = 0,
+    max_len: int | None = None,
 ) -> str:
     name = prefix + key
     if key not in obj:
@@ -246,7 +259,7 @@ def _place_json(place: Place) -> dict[str, Any]:
 
 
 def event_to_json(event: BaseEvent) -> dict[str, Any]:
-    """The contract's JSON form (times as RFC 3339 UTC strings); parse_event reads it back."""
+    """Render the contract's JSON form (times as RFC 3339 UTC); parse_event reads it back."""
     out: dict[str, Any] = {
         "type": event_type(event).value,
         "event_id": event.event_id,

@@ -1,0 +1,521 @@
+"""Avro single-object encoding of the contract's events and of ParcelStatus.
+
+Every Kafka value is ``C3 01`` + the 8-byte little-endian CRC-64-AVRO fingerprint
+of the writer schema's Parsing Canonical Form + the Avro binary body (Avro spec,
+"Single-object encoding"). The fingerprint tells a reader which schema, and
+which version of it, wrote the bytes, so old messages stay readable: every
+version under ``schemas/`` and ``schemas/history/`` is known and resolved against
+the current schema of the same name.
+
+Times stay int epoch millis end to end: the codec parses copies of the schemas
+with ``logicalType`` stripped, so fastavro reads and writes plain longs instead
+of building datetimes. Parsing Canonical Form drops ``logicalType``, so the
+fingerprints are those of the published ``.avsc`` files.
+
+Decoding is on the stream's hot path: schemas are parsed once, at import, and a
+decode is one dict lookup, one fastavro call and one dataclass construction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import fingerprint as _fastavro_fingerprint
+from fastavro.schema import parse_schema, to_parsing_canonical_form
+
+import schemas
+from projections.events import (
+    CustomsDirection,
+    CustomsStatus,
+    CustomsStatusRecorded,
+    Event,
+    EventType,
+    EventVoided,
+    Location,
+    ParcelHandedOver,
+    ParcelRegistered,
+    ParcelScanned,
+    Place,
+    Scan,
+    Service,
+    VoidReason,
+    event_type,
+)
+from projections.jsonform import (
+    COUNTRY_RE,
+    EVENT_ID_MAX,
+    PARCEL_ID_RE,
+    TIME_MAX_MS,
+    TIME_MIN_MS,
+    TZ_MAX,
+    TZ_MIN,
+)
+
+if TYPE_CHECKING:
+    from projections.fold import ParcelState
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+
+TOPIC_BASE_BY_TYPE: dict[EventType, str] = {
+    EventType.PARCEL_REGISTERED: "tracking.registrations",
+    EventType.PARCEL_SCANNED: "tracking.scans",
+    EventType.PARCEL_HANDED_OVER: "tracking.handoffs",
+    EventType.CUSTOMS_STATUS_RECORDED: "tracking.customs",
+    EventType.EVENT_VOIDED: "tracking.corrections",
+}
+"""Input topic of each event type, before Settings.topics adds its prefix."""
+
+STATUS_ETA_FIELDS = ("eta_p50", "eta_p90", "on_time_probability", "eta_basis")
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid single-object Avro message of a known schema."""
+
+
+class EncodeError(ValueError):
+    """A value that its schema (or the contract) cannot carry."""
+
+
+def topic_base_for(event: Event) -> str:
+    """Input topic (without prefix) that carries events of this type."""
+    return TOPIC_BASE_BY_TYPE[event_type(event)]
+
+
+def _strip_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_strip_logical_types(v) for v in schema]
+    return schema
+
+
+def canonical_form(schema: Mapping[str, Any]) -> str:
+    """Avro Parsing Canonical Form of a schema given as JSON."""
+    return str(to_parsing_canonical_form(parse_schema(dict(schema))))
+
+
+def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
+    """CRC-64-AVRO fingerprint of the schema's canonical form, as the 8 header bytes."""
+    return bytes.fromhex(_fastavro_fingerprint(canonical_form(schema), "CRC-64-AVRO"))
+
+
+def _record_name(schema: Mapping[str, Any]) -> str:
+    name = str(schema["name"])
+    return name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """One schema version, parsed once, that messages may have been written with."""
+
+    name: str
+    fingerprint: bytes
+    parsed: Any
+    reader: Any
+    """The current schema of the same name, or None when this is the current one."""
+    convert: Callable[[dict[str, Any]], Any] | None
+
+
+class Codec:
+    """Single-object encoder/decoder over the current schemas and older writer versions.
+
+    `current` maps a schema name to its current (reader and writer) schema; `older`
+    are further writer schemas (older or newer versions) whose messages must stay
+    readable; each resolves against the current schema of the same record name.
+    The module-level functions use the codec built from ``schemas/``; tests and
+    tools build others (e.g. to try a schema change).
+    """
+
+    def __init__(
+        self,
+        current: Mapping[str, Mapping[str, Any]],
+        older: Iterable[Mapping[str, Any]] = (),
+        converters: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+    ) -> None:
+        self._converters = dict(converters or {})
+        self._current: dict[str, _Writer] = {}
+        self._writers: dict[bytes, _Writer] = {}
+        for name, schema in current.items():
+            if _record_name(schema) != name:
+                raise ValueError(f"schema {name!r} defines record {schema['name']!r}")
+            parsed = parse_schema(_strip_logical_types(schema))
+            writer = _Writer(
+                name, schema_fingerprint(schema), parsed, None, self._converters.get(name)
+            )
+            self._current[name] = writer
+            self._writers[writer.fingerprint] = writer
+        for schema in older:
+            self.register_writer(schema)
+
+    def register_writer(self, schema: Mapping[str, Any]) -> bytes:
+        """Make messages written with `schema` readable; return its fingerprint."""
+        name = _record_name(schema)
+        if name not in self._current:
+            raise ValueError(f"writer schema {name!r} has no current schema to resolve against")
+        fp = schema_fingerprint(schema)
+        if fp not in self._writers:
+            current = self._current[name]
+            self._writers[fp] = _Writer(
+                name,
+                fp,
+                parse_schema(_strip_logical_types(schema)),
+                current.parsed,
+                current.convert,
+            )
+        return fp
+
+    def fingerprint(self, name: str) -> bytes:
+        """Fingerprint of the current schema `name` (what encode writes)."""
+        return self._current[name].fingerprint
+
+    def known_fingerprints(self) -> dict[bytes, str]:
+        """Every readable writer fingerprint and the schema name it resolves to."""
+        return {fp: writer.name for fp, writer in self._writers.items()}
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        """Single-object encode a record (times as int millis) with the current schema."""
+        writer = self._current[name]
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(writer.fingerprint)
+        try:
+            schemaless_writer(buf, writer.parsed, record)
+        except Exception as exc:
+            raise EncodeError(f"{name}: cannot encode record: {exc!r}") from exc
+        return buf.getvalue()
+
+    def _read(self, data: bytes | bytearray | memoryview) -> tuple[_Writer, dict[str, Any]]:
+        if len(data) < HEADER_SIZE:
+            if not data:
+                raise DecodeError("empty message: expected Avro single-object encoding")
+            if bytes(data[:2]) != MAGIC[: len(data)]:
+                raise DecodeError(f"not Avro single-object encoding: starts with {_show(data)}")
+            raise DecodeError(f"truncated header: {len(data)} bytes, need {HEADER_SIZE}")
+        if data[0] != 0xC3 or data[1] != 0x01:
+            raise DecodeError(
+                f"not Avro single-object encoding: marker {_show(data[:2])}, expected c301"
+            )
+        fp = bytes(data[2:HEADER_SIZE])
+        writer = self._writers.get(fp)
+        if writer is None:
+            raise DecodeError(
+                f"unknown writer schema fingerprint {fp.hex()} (CRC-64-AVRO, little-endian); "
+                f"known: {len(self._writers)} versions of {', '.join(sorted(self._current))}"
+            )
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_SIZE)
+        try:
+            record: dict[str, Any] = schemaless_reader(buf, writer.parsed, writer.reader)  # type: ignore[assignment]
+        except SchemaResolutionError as exc:
+            # e.g. an enum symbol the current schema does not have
+            raise DecodeError(
+                f"{writer.name}: writer data does not fit the reader: {exc}"
+            ) from None
+        except Exception as exc:
+            raise DecodeError(f"{writer.name}: corrupt or truncated body: {exc!r}") from None
+        if buf.tell() != len(data):
+            raise DecodeError(
+                f"{writer.name}: {len(data) - buf.tell()} trailing bytes after the record"
+            )
+        return writer, record
+
+    def decode(self, data: bytes | bytearray | memoryview) -> tuple[str, dict[str, Any]]:
+        """Decode to (schema name, record in the current schema's shape), unconverted."""
+        writer, record = self._read(data)
+        return writer.name, record
+
+
+def _show(data: bytes | bytearray | memoryview) -> str:
+    return bytes(data[:8]).hex() or "<empty>"
+
+
+# --- records <-> domain events -------------------------------------------------------------
+
+_SERVICE = {m.value: m for m in Service}
+_SCAN = {m.value: m for m in Scan}
+_DIRECTION = {m.value: m for m in CustomsDirection}
+_CUSTOMS_STATUS = {m.value: m for m in CustomsStatus}
+_VOID_REASON = {m.value: m for m in VoidReason}
+
+
+class ContractViolation(ValueError):
+    """A record that Avro can carry but the contract forbids."""
+
+
+def _check_id(value: str, field: str) -> None:
+    if not 1 <= len(value) <= EVENT_ID_MAX:
+        raise ContractViolation(f"field '{field}': must be 1..{EVENT_ID_MAX} characters")
+
+
+def _check_country(value: str, field: str) -> None:
+    if COUNTRY_RE.fullmatch(value) is None:
+        raise ContractViolation(
+            f"field '{field}': not an ISO 3166-1 alpha-2 country code: {value!r}"
+        )
+
+
+def _check_common(rec: Mapping[str, Any]) -> None:
+    _check_id(rec["event_id"], "event_id")
+    if PARCEL_ID_RE.fullmatch(rec["parcel_id"]) is None:
+        raise ContractViolation("field 'parcel_id': must be 1..64 characters of [A-Za-z0-9_-]")
+    if not TIME_MIN_MS <= rec["event_time"] <= TIME_MAX_MS:
+        raise ContractViolation(f"field 'event_time': {rec['event_time']} is out of range")
+    if not TZ_MIN <= rec["tz_offset_minutes"] <= TZ_MAX:
+        raise ContractViolation(
+            f"field 'tz_offset_minutes': {rec['tz_offset_minutes']} is outside {TZ_MIN}..{TZ_MAX}"
+        )
+    location = rec["location"]
+    if location is not None:
+        _check_country(location["country"], "location.country")
+
+
+# Events of a parcel, and of a hub, repeat a handful of places: interning them saves
+# most of their construction on the decode path and memory in the fold's state.
+@lru_cache(maxsize=65536)
+def _location(country: str, facility_id: str | None, city: str | None) -> Location:
+    return Location(country=country, facility_id=facility_id, city=city)
+
+
+@lru_cache(maxsize=65536)
+def _place(country: str, city: str | None) -> Place:
+    return Place(country=country, city=city)
+
+
+def _location_from(rec: dict[str, Any]) -> Location | None:
+    loc = rec["location"]
+    if loc is None:
+        return None
+    return _location(loc["country"], loc["facility_id"], loc["city"])
+
+
+def _registered_from(rec: dict[str, Any]) -> ParcelRegistered:
+    _check_common(rec)
+    origin, destination = rec["origin"], rec["destination"]
+    _check_country(origin["country"], "origin.country")
+    _check_country(destination["country"], "destination.country")
+    promised = rec["promised_hours"]
+    if promised is not None and promised <= 0:
+        raise ContractViolation(f"field 'promised_hours': must be positive, got {promised}")
+    return ParcelRegistered(
+        event_id=rec["event_id"],
+        parcel_id=rec["parcel_id"],
+        event_time=rec["event_time"],
+        tz_offset_minutes=rec["tz_offset_minutes"],
+        source=rec["source"],
+        location=_location_from(rec),
+        merchant_id=rec["merchant_id"],
+        origin=_place(origin["country"], origin["city"]),
+        destination=_place(destination["country"], destination["city"]),
+        service=_SERVICE[rec["service"]],
+        promised_hours=promised,
+    )
+
+
+def _scanned_from(rec: dict[str, Any]) -> ParcelScanned:
+    _check_common(rec)
+    return ParcelScanned(
+        event_id=rec["event_id"],
+        parcel_id=rec["parcel_id"],
+        event_time=rec["event_time"],
+        tz_offset_minutes=rec["tz_offset_minutes"],
+        source=rec["source"],
+        location=_location_from(rec),
+        scan=_SCAN[rec["scan"]],
+        raw_code=rec["raw_code"],
+    )
+
+
+def _handed_over_from(rec: dict[str, Any]) -> ParcelHandedOver:
+    _check_common(rec)
+    return ParcelHandedOver(
+        event_id=rec["event_id"],
+        parcel_id=rec["parcel_id"],
+        event_time=rec["event_time"],
+        tz_offset_minutes=rec["tz_offset_minutes"],
+        source=rec["source"],
+        location=_location_from(rec),
+        from_party=rec["from_party"],
+        to_party=rec["to_party"],
+    )
+
+
+def _customs_from(rec: dict[str, Any]) -> CustomsStatusRecorded:
+    _check_common(rec)
+    return CustomsStatusRecorded(
+        event_id=rec["event_id"],
+        parcel_id=rec["parcel_id"],
+        event_time=rec["event_time"],
+        tz_offset_minutes=rec["tz_offset_minutes"],
+        source=rec["source"],
+        location=_location_from(rec),
+        direction=_DIRECTION[rec["direction"]],
+        status=_CUSTOMS_STATUS[rec["status"]],
+        reason=rec["reason"],
+    )
+
+
+def _voided_from(rec: dict[str, Any]) -> EventVoided:
+    _check_common(rec)
+    _check_id(rec["voided_event_id"], "voided_event_id")
+    return EventVoided(
+        event_id=rec["event_id"],
+        parcel_id=rec["parcel_id"],
+        event_time=rec["event_time"],
+        tz_offset_minutes=rec["tz_offset_minutes"],
+        source=rec["source"],
+        location=_location_from(rec),
+        voided_event_id=rec["voided_event_id"],
+        reason=_VOID_REASON[rec["reason"]],
+    )
+
+
+_FROM_RECORD: dict[str, Callable[[dict[str, Any]], Any]] = {
+    EventType.PARCEL_REGISTERED.value: _registered_from,
+    EventType.PARCEL_SCANNED.value: _scanned_from,
+    EventType.PARCEL_HANDED_OVER.value: _handed_over_from,
+    EventType.CUSTOMS_STATUS_RECORDED.value: _customs_from,
+    EventType.EVENT_VOIDED.value: _voided_from,
+}
+
+
+def event_to_record(event: Event) -> dict[str, Any]:
+    """Build the Avro record of an event (current schema shape, times as int millis)."""
+    loc = event.location
+    rec: dict[str, Any] = {
+        "event_id": event.event_id,
+        "parcel_id": event.parcel_id,
+        "event_time": event.event_time,
+        "tz_offset_minutes": event.tz_offset_minutes,
+        "source": event.source,
+        "location": None
+        if loc is None
+        else {"facility_id": loc.facility_id, "country": loc.country, "city": loc.city},
+    }
+    match event:
+        case ParcelScanned():
+            rec["scan"] = event.scan.value
+            rec["raw_code"] = event.raw_code
+        case ParcelRegistered():
+            rec["merchant_id"] = event.merchant_id
+            rec["origin"] = {"country": event.origin.country, "city": event.origin.city}
+            rec["destination"] = {
+                "country": event.destination.country,
+                "city": event.destination.city,
+            }
+            rec["service"] = event.service.value
+            rec["promised_hours"] = event.promised_hours
+        case ParcelHandedOver():
+            rec["from_party"] = event.from_party
+            rec["to_party"] = event.to_party
+        case CustomsStatusRecorded():
+            rec["direction"] = event.direction.value
+            rec["status"] = event.status.value
+            rec["reason"] = event.reason
+        case EventVoided():
+            rec["voided_event_id"] = event.voided_event_id
+            rec["reason"] = event.reason.value
+    return rec
+
+
+def record_to_event(name: str, record: dict[str, Any]) -> Event:
+    """Build the domain event of a current-schema record; ValueError if it breaks the contract."""
+    converted: Event = _FROM_RECORD[name](record)
+    return converted
+
+
+def default_codec() -> Codec:
+    """Build a codec over every schema version shipped in ``schemas/`` (current + history)."""
+    current = {name: schemas.load_schema(name) for name in schemas.names()}
+    older = [schema for name in schemas.names() for _, schema in schemas.history(name)]
+    return Codec(current, older, converters=_FROM_RECORD)
+
+
+_CODEC = default_codec()
+_LOCATION_TYPE = "trackbone.events.Location"
+_EVENT_NAMES = frozenset(schemas.EVENT_SCHEMAS)
+
+
+def encode_event(event: Event) -> bytes:
+    """Single-object encoding of a domain event with its current schema."""
+    record = event_to_record(event)
+    name = event_type(event).value
+    try:
+        _check_common(record)
+        if isinstance(event, EventVoided):
+            _check_id(event.voided_event_id, "voided_event_id")
+    except ContractViolation as exc:
+        raise EncodeError(f"{name}: {exc}") from None
+    if record["location"] is not None:
+        # fastavro's tuple notation names the union branch; otherwise it validates the
+        # record against each branch first, a quarter of the encoding time.
+        record["location"] = (_LOCATION_TYPE, record["location"])
+    return _CODEC.encode(name, record)
+
+
+def decode_event(data: bytes | bytearray | memoryview) -> Event:
+    """Domain event from single-object bytes of any known event schema version."""
+    writer, record = _CODEC._read(data)
+    convert = writer.convert
+    if writer.name not in _EVENT_NAMES or convert is None:
+        raise DecodeError(f"not an event: the fingerprint is schema {writer.name!r}")
+    try:
+        event: Event = convert(record)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DecodeError(f"{writer.name}: {exc}") from None
+    return event
+
+
+def encode_status(status: Mapping[str, Any]) -> bytes:
+    """Single-object encoding of a ParcelStatus record dict (times as int millis)."""
+    return _CODEC.encode(schemas.STATUS_SCHEMA, status)
+
+
+def decode_status(data: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """ParcelStatus record dict (current shape, times as int millis) from any known version."""
+    name, record = _CODEC.decode(data)
+    if name != schemas.STATUS_SCHEMA:
+        raise DecodeError(f"not a ParcelStatus: the fingerprint is schema {name!r}")
+    return record
+
+
+def status_from_state(state: ParcelState, eta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the ParcelStatus record of a fold state (projections.fold.ParcelState).
+
+    `eta` may carry eta_p50, eta_p90 (int millis), on_time_probability and eta_basis;
+    missing keys are null. ``updated_at`` is the state's last event time: the
+    backbone keeps wall clocks out of what it derives from events.
+    """
+    last = state.last_event_time
+    if last is None:
+        raise ValueError(f"parcel {state.parcel_id!r}: a state without events has no status")
+    eta = eta or {}
+    service = state.service
+    return {
+        "parcel_id": state.parcel_id,
+        "milestone": str(state.milestone),
+        "delivered_at": state.delivered_at,
+        "holds": sorted(state.holds),
+        "attempts": state.attempts,
+        "event_count": state.event_count,
+        "custodian": state.custodian,
+        "registered": state.registered,
+        "last_event_time": last,
+        "origin_country": state.origin_country,
+        "origin_city": state.origin_city,
+        "destination_country": state.destination_country,
+        "destination_city": state.destination_city,
+        "service": None if service is None else str(service),
+        "promised_hours": state.promised_hours,
+        "registered_at": state.registered_at,
+        "promised_at": state.promised_at,
+        "version": state.version,
+        "updated_at": last,
+        **{key: eta.get(key) for key in STATUS_ETA_FIELDS},
+    }
