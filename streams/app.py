@@ -114,6 +114,7 @@ class TrackboneApp:
         self.metrics = Metrics()
         self.stream_time = 0
         self._stuck_alerted: dict[str, int] = {}
+        self.positions: dict[tuple[str, int], int] = {}
         topics = settings.topics
         self.app = faust.App(
             settings.app_id,
@@ -150,8 +151,8 @@ class TrackboneApp:
         self.states = self.app.Table(
             "parcel-state",
             partitions=settings.partitions,
-            key_serializer="raw",
-            value_serializer="raw",
+            key_type=bytes,
+            value_type=bytes,
         )
         self.app.agent(self.inputs, name="fold_parcel_events", concurrency=1)(
             self.fold_parcel_events
@@ -184,6 +185,7 @@ class TrackboneApp:
     ) -> None:
         metrics = self.metrics
         metrics.events_in.inc()
+        self.positions[(topic, partition)] = offset
         try:
             decoded = avro.decode_event(value or b"")
             validate_event(decoded)
@@ -348,7 +350,7 @@ class TrackboneApp:
             if tp.topic not in self.topic_index:
                 continue
             high = consumer.highwater(tp)
-            position = consumer._last_offset.get(tp)  # noqa: SLF001 - Faust keeps no public one
+            position = self.positions.get((tp.topic, tp.partition))
             if high is not None:
                 lag = high - (position + 1 if position is not None else 0)
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))

@@ -39,7 +39,8 @@ class Metrics:
         )
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        # aiohttp wants the charset outside content_type; the exposition format is UTF-8.
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST.split(";")[0]
 
     def value(self, name: str) -> float:
         """Sum of a metric's samples (all labels), for summaries and tests."""
