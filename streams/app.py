@@ -17,6 +17,7 @@ downstream (compacted status keyed by parcel, versioned ClickHouse rows).
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Iterable
@@ -31,9 +32,11 @@ from projections import fold as fold_
 from projections.events import Event
 from projections.jsonform import InvalidEvent, format_time
 from projections.validation import validate_event
-from streams import avro
+from streams import avro, faust_fixes
 from streams.metrics import Metrics
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PARCEL_EVENTS_BASE = "tracking.parcel-events"
 """Internal topic: deltas of each parcel's effective event set, for the ClickHouse sink."""
@@ -66,6 +69,7 @@ class Outputs:
     """What one step emits; built by pure code, sent by the agent."""
 
     status: dict[str, Any] | None = None
+    tombstone: bool = False
     milestone: dict[str, Any] | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     added: tuple[Event, ...] = ()
@@ -110,6 +114,7 @@ class TrackboneApp:
     """Builds the Faust app, its topics, table, agents, timers and web views."""
 
     def __init__(self, settings: Settings, bootstrap: str, *, sink: bool = True) -> None:
+        faust_fixes.apply()
         self.settings = settings
         self.metrics = Metrics()
         self.stream_time = 0
@@ -169,10 +174,18 @@ class TrackboneApp:
         """Decode, fold, store, emit: one input message at a time."""
         async for event in stream.events():
             message = event.message
-            self.handle(
-                message.key, message.value, message.topic, message.partition, message.offset,
-                message.timestamp,
-            )
+            try:
+                self.handle(
+                    message.key, message.value, message.topic, message.partition,
+                    message.offset, message.timestamp,
+                )
+            except Exception as exc:  # noqa: BLE001 - a crashing agent would skip the message
+                log.exception("internal error on %s[%s]@%s", message.topic, message.partition,
+                              message.offset)
+                self.dead_letter(
+                    message.key, message.value, f"internal: {exc!r}", message.topic,
+                    message.partition, message.offset,
+                )
 
     def handle(
         self,
@@ -207,7 +220,8 @@ class TrackboneApp:
             if offset <= stored.high_water[index] and stored.state is not None:
                 # Re-delivered after a crash: make sure what it wrote reached Kafka.
                 self.states[key] = stored.encode()
-                self.emit(key, stored.state, Outputs(status=self.status_of(stored.state)))
+                if stored.state.event_count > 0:
+                    self.emit(key, stored.state, Outputs(status=self.status_of(stored.state)))
             return
         if result.outcome is not fold_.Outcome.APPLIED:
             self.dead_letter(
@@ -233,6 +247,8 @@ class TrackboneApp:
                     "version": state.version,
                 }
             outputs.alerts = alerts_for(before, state, decoded.event_time)
+        elif result.changed and before is not None and before.event_count > 0:
+            outputs.tombstone = True  # every event voided: the parcel leaves the outputs
         self.emit(key, state, outputs)
         if timestamp:
             metrics.latency.observe(max(0.0, time.time() - timestamp))
@@ -243,6 +259,8 @@ class TrackboneApp:
     def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs) -> None:
         if outputs.status is not None:
             self.status_topic.send_soon(key=key, value=avro.encode_status(outputs.status))
+        elif outputs.tombstone:
+            self.status_topic.send_soon(key=key, value=None)
         if outputs.milestone is not None:
             self.milestones_topic.send_soon(key=key, value=orjson.dumps(outputs.milestone))
         for alert in outputs.alerts:
@@ -337,6 +355,7 @@ class TrackboneApp:
             return view.json({"error": f"unknown parcel {parcel_id}"}, status=404)
         body = fold_.state_to_json(state)
         body |= {k: v for k, v in self.status_of(state).items() if k.startswith("eta_")}
+        body["version"] = state.version
         body["timeline"] = [timeline_entry(ev) for ev in state.timeline()]
         return view.json(body)
 
@@ -346,14 +365,14 @@ class TrackboneApp:
             assignment = consumer.assignment()
         except Exception:  # noqa: BLE001 - not yet assigned
             return
+        self.metrics.lag.clear()  # partitions move between workers
         for tp in assignment:
             if tp.topic not in self.topic_index:
                 continue
-            high = consumer.highwater(tp)
+            high = consumer.highwater(tp) or 0
             position = self.positions.get((tp.topic, tp.partition))
-            if high is not None:
-                lag = high - (position + 1 if position is not None else 0)
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+            lag = high - (position + 1 if position is not None else 0)
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
 
 
 def fold_is_valid_id(parcel_id: str) -> bool:

@@ -112,6 +112,11 @@ class WorkerProcess:
             totals[name] = totals.get(name, 0.0) + float(value)
         return totals
 
+    def assigned(self) -> bool:
+        """True once the worker owns input partitions (it reports lag for them)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:  # noqa: S310
+            return "trackbone_consumer_lag{" in resp.read().decode()
+
     def tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

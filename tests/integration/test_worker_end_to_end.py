@@ -41,6 +41,9 @@ def produce_file(env: dict[str, str], path: Path) -> str:
 def latest_statuses(records) -> dict[str, dict]:
     latest: dict[str, dict] = {}
     for rec in records:
+        if rec.value is None:  # tombstone: every event of the parcel was voided
+            latest.pop(rec.key.decode(), None)
+            continue
         status = status_to_json(decode_status(rec.value))
         prev = latest.get(status["parcel_id"])
         if prev is None or status["version"] >= prev["version"]:

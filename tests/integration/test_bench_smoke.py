@@ -1,0 +1,50 @@
+"""`trackbone bench` runs end to end on a small input and reports every promised key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.harness import REPO, worker_env
+
+pytestmark = pytest.mark.integration
+
+KEYS = {
+    "events", "raw_events_per_s", "pipeline_events_per_s", "ratio", "status_latency_ms_p50",
+    "status_latency_ms_p99", "clickhouse_visible_ms_p99", "replay_events_per_s",
+    "fold_events_per_s", "machine", "goals",
+}  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_bench_smoke(kafka_bootstrap: str, unique_name, tmp_path: Path) -> None:
+    env = worker_env(kafka_bootstrap, "", unique_name("app"))
+    out = tmp_path / "bench"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "streams.cli", "bench", "--events", "3000", "--json",
+            "--latency-seconds", "3", "--out", str(out),
+        ],
+        cwd=REPO, env=env, capture_output=True, timeout=170,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    result = orjson.loads(run.stdout)
+    assert result.keys() >= KEYS
+    assert result["events"] == 3000
+    assert result["raw_events_per_s"] > 0
+    assert result["replay_events_per_s"] > 0
+    assert result["replay"]["equals_raw_baseline_state"] is True
+    assert result["fold_events_per_s"] > 0
+    assert result["machine"]["cpu_count"] >= 1
+    assert set(result["goals"]) == {
+        "pipeline_events_per_s", "ratio", "status_latency_ms_p99", "clickhouse_visible_ms_p99",
+        "replay_events_per_s",
+    }  # fmt: skip
+    for goal in result["goals"].values():
+        assert goal["met"] in (True, False, None)
+    if result["latency_plot"] is not None:
+        assert Path(result["latency_plot"]).stat().st_size > 0
