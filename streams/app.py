@@ -17,6 +17,7 @@ downstream (compacted status keyed by parcel, versioned ClickHouse rows).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -35,6 +36,7 @@ from projections.validation import validate_event
 from streams import avro, faust_fixes
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.sink_runner import SinkRunner
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +167,28 @@ class TrackboneApp:
         self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
             self.detect_stuck_parcels
         )
-        self._register_views()
         self.sink_enabled = sink
+        self.sink_runner: SinkRunner | None = None
+        if sink:
+            self.sink_runner = SinkRunner(
+                settings, bootstrap, self.metrics, topics.name(PARCEL_EVENTS_BASE)
+            )
+            self.app.task(self.run_sink)
+        self._register_views()
+
+    async def run_sink(self) -> None:
+        """The ClickHouse sink, restarted with backoff if it fails (it never drops rows)."""
+        assert self.sink_runner is not None
+        delay = 1.0
+        while True:
+            try:
+                await self.sink_runner.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ClickHouse sink failed; restarting in %.0f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     # --- the agent -------------------------------------------------------------
 
@@ -176,15 +198,24 @@ class TrackboneApp:
             message = event.message
             try:
                 self.handle(
-                    message.key, message.value, message.topic, message.partition,
-                    message.offset, message.timestamp,
+                    message.key,
+                    message.value,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.timestamp,
                 )
-            except Exception as exc:  # noqa: BLE001 - a crashing agent would skip the message
-                log.exception("internal error on %s[%s]@%s", message.topic, message.partition,
-                              message.offset)
+            except Exception as exc:
+                log.exception(
+                    "internal error on %s[%s]@%s", message.topic, message.partition, message.offset
+                )
                 self.dead_letter(
-                    message.key, message.value, f"internal: {exc!r}", message.topic,
-                    message.partition, message.offset,
+                    message.key,
+                    message.value,
+                    f"internal: {exc!r}",
+                    message.topic,
+                    message.partition,
+                    message.offset,
                 )
 
     def handle(
@@ -207,11 +238,16 @@ class TrackboneApp:
             return
         if key is None or key.decode("utf-8", "replace") != decoded.parcel_id:
             self.dead_letter(
-                key, value, f"invalid: message key {key!r} is not the event's parcel_id",
-                topic, partition, offset,
+                key,
+                value,
+                f"invalid: message key {key!r} is not the event's parcel_id",
+                topic,
+                partition,
+                offset,
             )
             return
         self.stream_time = max(self.stream_time, decoded.event_time)
+        source_ts = int(timestamp * 1000) if timestamp else 0
         stored = Stored.decode(self.states.get(key))
         result = fold_.step(stored.state, decoded, max_events=self.settings.max_events_per_parcel)
         index = self.topic_index.get(topic, 0)
@@ -221,12 +257,18 @@ class TrackboneApp:
                 # Re-delivered after a crash: make sure what it wrote reached Kafka.
                 self.states[key] = stored.encode()
                 if stored.state.event_count > 0:
-                    self.emit(key, stored.state, Outputs(status=self.status_of(stored.state)))
+                    self.emit(
+                        key, stored.state, Outputs(status=self.status_of(stored.state)), source_ts
+                    )
             return
         if result.outcome is not fold_.Outcome.APPLIED:
             self.dead_letter(
-                key, value, f"{result.outcome.value.lower()}: {result.reason}",
-                topic, partition, offset,
+                key,
+                value,
+                f"{result.outcome.value.lower()}: {result.reason}",
+                topic,
+                partition,
+                offset,
             )
             return
         metrics.applied.inc()
@@ -249,31 +291,43 @@ class TrackboneApp:
             outputs.alerts = alerts_for(before, state, decoded.event_time)
         elif result.changed and before is not None and before.event_count > 0:
             outputs.tombstone = True  # every event voided: the parcel leaves the outputs
-        self.emit(key, state, outputs)
+        self.emit(key, state, outputs, source_ts)
         if timestamp:
             metrics.latency.observe(max(0.0, time.time() - timestamp))
 
     def status_of(self, state: fold_.ParcelState) -> dict[str, Any]:
         return avro.status_from_state(state)
 
-    def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs) -> None:
+    def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs, source_ts: int) -> None:
+        """Send a step's outputs; ``source_ts`` (the input's Kafka time) measures latency."""
+        stamp = ("source_ts", str(source_ts).encode())
+        version = str(state.version).encode()
         if outputs.status is not None:
-            self.status_topic.send_soon(key=key, value=avro.encode_status(outputs.status))
+            self.status_topic.send_soon(
+                key=key, value=avro.encode_status(outputs.status), headers=[stamp]
+            )
         elif outputs.tombstone:
-            self.status_topic.send_soon(key=key, value=None)
+            self.status_topic.send_soon(
+                key=key,
+                value=None,
+                headers=[
+                    stamp,
+                    ("version", version),
+                    ("updated_at", str(state.last_event_time or 0).encode()),
+                ],
+            )
         if outputs.milestone is not None:
             self.milestones_topic.send_soon(key=key, value=orjson.dumps(outputs.milestone))
         for alert in outputs.alerts:
             self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
             self.metrics.alerts.labels(alert["alert"]).inc()
         if self.sink_enabled:
-            version = str(state.version).encode()
             for op, events in ((b"add", outputs.added), (b"remove", outputs.removed)):
                 for ev in events:
                     self.parcel_events_topic.send_soon(
                         key=key,
                         value=avro.encode_event(ev),
-                        headers=[("op", op), ("version", version)],
+                        headers=[("op", op), ("version", version), stamp],
                     )
 
     def dead_letter(
@@ -314,7 +368,10 @@ class TrackboneApp:
                 continue
             self._stuck_alerted[state.parcel_id] = last
             alert = _alert(
-                "PARCEL_STUCK", state, self.stream_time, last_event_at=last,
+                "PARCEL_STUCK",
+                state,
+                self.stream_time,
+                last_event_at=last,
             )
             self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
             self.metrics.alerts.labels("PARCEL_STUCK").inc()
@@ -339,6 +396,26 @@ class TrackboneApp:
                 body, content_type = owner.metrics.render()
                 return self.bytes(body, content_type=content_type)
 
+        class StatsView(View):
+            async def get(self, request: Request) -> Response:
+                body: dict[str, Any] = {"stream_time": format_time(owner.stream_time)}
+                if owner.sink_runner is not None:
+                    body |= owner.sink_runner.stats()
+                return self.json(body)
+
+        class QueryView(View):
+            async def post(self, request: Request) -> Response:
+                if owner.sink_runner is None:
+                    return self.json({"error": "this worker runs no ClickHouse sink"}, status=503)
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return self.json({"error": 'body must be JSON: {"sql": ...}'}, status=400)
+                status, answer = await asyncio.to_thread(owner.readonly_query, body)
+                return self.json(answer, status=status)
+
+        self.app.page("/stats")(StatsView)
+        self.app.page("/query")(QueryView)
         self.app.page("/parcels/{parcel_id}")(ParcelView)
         self.app.page("/health")(HealthView)
         self.app.page("/metrics")(MetricsView)
@@ -359,11 +436,18 @@ class TrackboneApp:
         body["timeline"] = [timeline_entry(ev) for ev in state.timeline()]
         return view.json(body)
 
+    def readonly_query(self, body: object) -> tuple[int, dict[str, Any]]:
+        """Analysts' SELECTs while this worker owns the embedded engine (one process per dir)."""
+        from streams.clickhouse.client import connect
+        from streams.clickhouse.readonly import handle_query_request
+
+        return handle_query_request(connect(self.settings, readonly=True), body)
+
     def update_lag(self) -> None:
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
-        except Exception:  # noqa: BLE001 - not yet assigned
+        except Exception:
             return
         self.metrics.lag.clear()  # partitions move between workers
         for tp in assignment:
@@ -389,5 +473,11 @@ def timeline_entry(event: Event) -> dict[str, Any]:
 
 def all_topics(settings: Settings) -> Iterable[str]:
     topics = settings.topics
-    return (*topics.inputs, topics.parcel_status, topics.milestones, topics.alerts,
-            topics.dead_letter, topics.name(PARCEL_EVENTS_BASE))
+    return (
+        *topics.inputs,
+        topics.parcel_status,
+        topics.milestones,
+        topics.alerts,
+        topics.dead_letter,
+        topics.name(PARCEL_EVENTS_BASE),
+    )

@@ -13,7 +13,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events_in = Counter("trackbone_events_in", "Input messages consumed", registry=r)
-        self.applied = Counter("trackbone_events_applied", "Events accepted by the fold", registry=r)
+        self.applied = Counter(
+            "trackbone_events_applied", "Events accepted by the fold", registry=r
+        )
         self.duplicates = Counter(
             "trackbone_events_duplicate", "Repeats of an event already held", registry=r
         )
@@ -25,8 +27,10 @@ class Metrics:
         )
         self.alerts = Counter("trackbone_alerts", "Alerts emitted", ["alert"], registry=r)
         self.lag = Gauge(
-            "trackbone_consumer_lag", "Messages behind the high-water mark",
-            ["topic", "partition"], registry=r,
+            "trackbone_consumer_lag",
+            "Messages behind the high-water mark",
+            ["topic", "partition"],
+            registry=r,
         )
         self.latency = Histogram(
             "trackbone_event_latency_seconds",

@@ -7,8 +7,15 @@ from typing import Any
 from projections.jsonform import format_time
 
 TIME_FIELDS = frozenset(
-    {"delivered_at", "last_event_time", "registered_at", "promised_at", "eta_p50", "eta_p90",
-     "updated_at"}
+    {
+        "delivered_at",
+        "last_event_time",
+        "registered_at",
+        "promised_at",
+        "eta_p50",
+        "eta_p90",
+        "updated_at",
+    }
 )
 
 

@@ -41,7 +41,7 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: 
             value = condition()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last one
+        except Exception as exc:
             last_exc = exc
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
@@ -49,7 +49,7 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             body = resp.read()
             status = resp.status
     except urllib.error.HTTPError as err:
@@ -79,12 +79,23 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "streams.cli", "worker",
-            "--web-port", str(self.port), "--data-dir", str(self.data_dir), *self.extra,
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "worker",
+            "--web-port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra,
         ]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
-                cmd, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(
+                cmd,
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for(self.healthy, timeout=90, what=f"worker on port {self.port} to be healthy")
@@ -101,7 +112,7 @@ class WorkerProcess:
         return status == 200
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
             text = resp.read().decode()
         totals: dict[str, float] = {}
         for line in text.splitlines():
@@ -114,7 +125,7 @@ class WorkerProcess:
 
     def assigned(self) -> bool:
         """True once the worker owns input partitions (it reports lag for them)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
             return "trackbone_consumer_lag{" in resp.read().decode()
 
     def tail(self, lines: int = 60) -> str:
@@ -164,7 +175,10 @@ async def read_topic(
 ) -> list[ConsumerRecord]:
     """Read a topic from the beginning until ``done(records)`` holds or the deadline passes."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()

@@ -16,12 +16,21 @@ from streams.settings import Settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parcel", help="only this parcel id")
-    parser.add_argument("--from-beginning", action="store_true",
-                        help="start at the oldest retained status (compacted: the latest per parcel)")
-    parser.add_argument("--until-idle", type=float, metavar="SECONDS",
-                        help="exit after this many seconds without a new status")
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest retained status (compacted: the latest per parcel)",
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit after this many seconds without a new status",
+    )
     parser.add_argument("--format", choices=("json", "text"), default="json")
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (env TRACKBONE_KAFKA_BOOTSTRAP)")
+    parser.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers (env TRACKBONE_KAFKA_BOOTSTRAP)"
+    )
 
 
 def render_status(status: dict[str, Any], fmt: str) -> str:
@@ -69,7 +78,9 @@ async def follow(settings: Settings, bootstrap: str, args: argparse.Namespace) -
                     try:
                         status = decode_status(record.value)
                     except DecodeError as exc:
-                        print(f"undecodable status at offset {record.offset}: {exc}", file=sys.stderr)
+                        print(
+                            f"undecodable status at offset {record.offset}: {exc}", file=sys.stderr
+                        )
                         continue
                     print(render_status(status, args.format), flush=True)
     finally:

@@ -19,12 +19,25 @@ from streams.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (env TRACKBONE_KAFKA_BOOTSTRAP;"
-                        " default: the local broker of `trackbone kafka start`)")
-    parser.add_argument("--web-port", type=int, help="HTTP port of the tracking API (env TRACKBONE_WEB_PORT, default 6066)")
-    parser.add_argument("--data-dir", type=Path, help="state directory: RocksDB tables, embedded ClickHouse (env TRACKBONE_DATA_DIR)")
+    parser.add_argument(
+        "--bootstrap",
+        help="Kafka bootstrap servers (env TRACKBONE_KAFKA_BOOTSTRAP;"
+        " default: the local broker of `trackbone kafka start`)",
+    )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        help="HTTP port of the tracking API (env TRACKBONE_WEB_PORT, default 6066)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="state directory: RocksDB tables, embedded ClickHouse (env TRACKBONE_DATA_DIR)",
+    )
     parser.add_argument("--app-id", help="Faust app id = consumer group (env TRACKBONE_APP_ID)")
-    parser.add_argument("--no-sink", action="store_true", help="do not run the ClickHouse sink in this worker")
+    parser.add_argument(
+        "--no-sink", action="store_true", help="do not run the ClickHouse sink in this worker"
+    )
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
 
 
@@ -54,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     asyncio.run(ensure_contract_topics(settings, bootstrap))
     asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_sink:
+        from streams.clickhouse.client import connect, database_name
+        from streams.clickhouse.migrations import migrate
+
+        migrate(connect(settings), database_name(settings))
     tb = TrackboneApp(settings, bootstrap, sink=not args.no_sink)
     marker = settings.data_dir / "worker.json"
     marker.write_bytes(

@@ -17,7 +17,13 @@ from tests.harness import REPO, WorkerProcess, http_get, produce_raw, read_topic
 pytestmark = pytest.mark.integration
 
 FOLD_FIELDS = (
-    "milestone", "delivered_at", "holds", "attempts", "event_count", "custodian", "registered",
+    "milestone",
+    "delivered_at",
+    "holds",
+    "attempts",
+    "event_count",
+    "custodian",
+    "registered",
     "last_event_time",
 )
 
@@ -25,7 +31,9 @@ FOLD_FIELDS = (
 def expected_fold(path: Path) -> dict[str, dict]:
     out = subprocess.run(
         [sys.executable, "-m", "streams.cli", "fold", "--input", str(path)],
-        cwd=REPO, capture_output=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
     ).stdout
     return {row["parcel_id"]: row for row in map(orjson.loads, out.splitlines())}
 
@@ -33,7 +41,11 @@ def expected_fold(path: Path) -> dict[str, dict]:
 def produce_file(env: dict[str, str], path: Path) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "streams.cli", "produce", "--input", str(path)],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stderr + result.stdout
 
@@ -93,15 +105,19 @@ async def test_worker_matches_fold_and_accounts_for_every_input(
     try:
         status_topic = f"{prefix}tracking.parcel-status"
         records = await read_topic(
-            kafka_bootstrap, status_topic,
-            done=lambda recs: matches(latest_statuses(recs), expected), timeout=120,
+            kafka_bootstrap,
+            status_topic,
+            done=lambda recs: matches(latest_statuses(recs), expected),
+            timeout=120,
         )
         latest = latest_statuses(records)
         assert matches(latest, expected), diff(latest, expected)
 
         dead = await read_topic(
-            kafka_bootstrap, f"{prefix}tracking.dead-letter",
-            done=lambda recs: len(recs) >= len(garbage) + mixed.conflicts, timeout=60,
+            kafka_bootstrap,
+            f"{prefix}tracking.dead-letter",
+            done=lambda recs: len(recs) >= len(garbage) + mixed.conflicts,
+            timeout=60,
         )
         reasons = [dict(r.headers)["reason"].decode() for r in dead]
         assert len(dead) == len(garbage) + mixed.conflicts, reasons

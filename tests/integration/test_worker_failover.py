@@ -58,19 +58,24 @@ async def test_two_workers_survivor_takes_over_after_sigkill(
         # Both own partitions: each answers for parcels of the other through table_route.
         def both_assigned() -> bool:
             m1, m2 = first.metrics(), second.metrics()
-            return m1.get("trackbone_events_in_total", 0) > 0 and m2.get(
-                "trackbone_events_in_total", 0
-            ) > 0
+            return (
+                m1.get("trackbone_events_in_total", 0) > 0
+                and m2.get("trackbone_events_in_total", 0) > 0
+            )
 
         wait_for(both_assigned, timeout=90, what="both workers to consume")
         await read_topic(
-            kafka_bootstrap, status_topic,
-            done=lambda recs: len(latest_statuses(recs)) >= len(expected) // 4, timeout=120,
+            kafka_bootstrap,
+            status_topic,
+            done=lambda recs: len(latest_statuses(recs)) >= len(expected) // 4,
+            timeout=120,
         )
         first.kill()
         records = await read_topic(
-            kafka_bootstrap, status_topic,
-            done=lambda recs: matches(latest_statuses(recs), expected), timeout=180,
+            kafka_bootstrap,
+            status_topic,
+            done=lambda recs: matches(latest_statuses(recs), expected),
+            timeout=180,
         )
         latest = latest_statuses(records)
         assert matches(latest, expected), diff(latest, expected)
@@ -94,12 +99,17 @@ async def test_tracking_api_answers_for_both_workers_partitions(
     second = WorkerProcess(env, tmp_path / "w2", "--no-sink").start()
     try:
         # Produce once both are in the group, so that both own partitions.
-        wait_for(lambda: first.assigned() and second.assigned(), timeout=90,
-                 what="both workers to be assigned partitions")
+        wait_for(
+            lambda: first.assigned() and second.assigned(),
+            timeout=90,
+            what="both workers to be assigned partitions",
+        )
         produce_file(env, path)
         await read_topic(
-            kafka_bootstrap, f"{prefix}tracking.parcel-status",
-            done=lambda recs: matches(latest_statuses(recs), expected), timeout=120,
+            kafka_bootstrap,
+            f"{prefix}tracking.parcel-status",
+            done=lambda recs: matches(latest_statuses(recs), expected),
+            timeout=120,
         )
 
         def answers_everywhere() -> bool:
@@ -138,8 +148,10 @@ async def test_restart_keeps_state_and_applies_nothing_twice(
     worker = WorkerProcess(env, data_dir, "--no-sink").start()
     expected_first = expected_fold(first_half)
     await read_topic(
-        kafka_bootstrap, status_topic,
-        done=lambda recs: matches(latest_statuses(recs), expected_first), timeout=120,
+        kafka_bootstrap,
+        status_topic,
+        done=lambda recs: matches(latest_statuses(recs), expected_first),
+        timeout=120,
     )
     applied_first = worker.metrics()["trackbone_events_applied_total"]
     if how == "clean":
@@ -152,8 +164,10 @@ async def test_restart_keeps_state_and_applies_nothing_twice(
     try:
         expected = expected_fold(whole)
         records = await read_topic(
-            kafka_bootstrap, status_topic,
-            done=lambda recs: matches(latest_statuses(recs), expected), timeout=120,
+            kafka_bootstrap,
+            status_topic,
+            done=lambda recs: matches(latest_statuses(recs), expected),
+            timeout=120,
         )
         latest = latest_statuses(records)
         assert matches(latest, expected), diff(latest, expected)
@@ -161,7 +175,8 @@ async def test_restart_keeps_state_and_applies_nothing_twice(
         assert api_versions(worker, expected) == versions
         applied_second = worker.metrics()["trackbone_events_applied_total"]
         assert applied_first + applied_second == sum(versions.values()), (
-            applied_first, applied_second,
+            applied_first,
+            applied_second,
         )
     finally:
         worker.stop()
