@@ -619,3 +619,18 @@ def test_ids_with_nul_characters_are_still_told_apart():
     assert state.milestone is Milestone.DELIVERED and state.event_count == 3
     assert step(state, scan("a\x00b", 3, Scan.DELIVERED)).outcome is Outcome.DUPLICATE
     assert decode_state(encode_state(state)) == state
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"[]", b'[1, "P", [[7, "x", 1, 0, "s", null]]]', b'[1, "P", [[1, "x"]]]']
+)
+def test_decode_rejects_malformed_state_with_value_error(raw: bytes):
+    with pytest.raises(ValueError, match="not a trackbone parcel state"):
+        decode_state(raw)
+
+
+def test_empty_state_shortcut_matches_a_derived_one():
+    from projections.fold import _derive, _empty
+
+    assert _empty(PID) == _derive(PID, (), (), (), "\x00", 0)
+    assert _empty(PID).id_index == "\x00"
