@@ -34,6 +34,7 @@ from projections.events import Event
 from projections.jsonform import InvalidEvent, format_time
 from projections.validation import validate_event
 from streams import avro, faust_fixes
+from streams.eta_stream import EtaWiring, observation_messages
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.sink_runner import SinkRunner
@@ -72,6 +73,7 @@ class Outputs:
 
     status: dict[str, Any] | None = None
     tombstone: bool = False
+    observations: list[tuple[bytes, bytes]] = field(default_factory=list)
     milestone: dict[str, Any] | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     added: tuple[Event, ...] = ()
@@ -164,6 +166,7 @@ class TrackboneApp:
         self.app.agent(self.inputs, name="fold_parcel_events", concurrency=1)(
             self.fold_parcel_events
         )
+        self.eta = EtaWiring(self.app, settings)
         self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
             self.detect_stuck_parcels
         )
@@ -289,14 +292,42 @@ class TrackboneApp:
                     "version": state.version,
                 }
             outputs.alerts = alerts_for(before, state, decoded.event_time)
+            if self.at_risk(before, outputs.status):
+                outputs.alerts.append(
+                    _alert(
+                        "PROMISE_AT_RISK",
+                        state,
+                        decoded.event_time,
+                        promised_at=state.promised_at,
+                        on_time_probability=outputs.status["on_time_probability"],
+                        eta_p50_at=outputs.status["eta_p50"],
+                    )
+                )
+            outputs.observations = observation_messages(before, state)
         elif result.changed and before is not None and before.event_count > 0:
             outputs.tombstone = True  # every event voided: the parcel leaves the outputs
         self.emit(key, state, outputs, source_ts)
         if timestamp:
             metrics.latency.observe(max(0.0, time.time() - timestamp))
 
+    def at_risk(self, before: fold_.ParcelState | None, status: dict[str, Any]) -> bool:
+        """Edge-triggered: the chance of meeting the promise just fell below the threshold."""
+        threshold = self.settings.promise_risk_threshold
+        probability = status.get("on_time_probability")
+        if probability is None or probability >= threshold:
+            return False
+        if before is None or before.event_count == 0:
+            return True
+        previous = self.eta.estimate(before)
+        return (
+            previous is None
+            or previous.on_time_probability is None
+            or (previous.on_time_probability >= threshold)
+        )
+
     def status_of(self, state: fold_.ParcelState) -> dict[str, Any]:
-        return avro.status_from_state(state)
+        estimate = self.eta.estimate(state)
+        return avro.status_from_state(state, None if estimate is None else estimate.status_fields())
 
     def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs, source_ts: int) -> None:
         """Send a step's outputs; ``source_ts`` (the input's Kafka time) measures latency."""
@@ -318,6 +349,8 @@ class TrackboneApp:
             )
         if outputs.milestone is not None:
             self.milestones_topic.send_soon(key=key, value=orjson.dumps(outputs.milestone))
+        for obs_key, obs_value in outputs.observations:
+            self.eta.topic.send_soon(key=obs_key, value=obs_value)
         for alert in outputs.alerts:
             self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
             self.metrics.alerts.labels(alert["alert"]).inc()
