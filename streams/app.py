@@ -124,6 +124,8 @@ class TrackboneApp:
         self.stream_time = 0
         self._stuck_alerted: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
+        self._cache: dict[bytes, Stored] = {}
+        self.cache_size = settings.state_cache_size
         topics = settings.topics
         self.app = faust.App(
             settings.app_id,
@@ -166,6 +168,8 @@ class TrackboneApp:
         self.app.agent(self.inputs, name="fold_parcel_events", concurrency=1)(
             self.fold_parcel_events
         )
+        self.app.on_partitions_revoked.connect(self._forget_cached)
+        self.app.on_partitions_assigned.connect(self._forget_cached)
         self.eta = EtaWiring(self.app, settings)
         self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
             self.detect_stuck_parcels
@@ -251,14 +255,14 @@ class TrackboneApp:
             return
         self.stream_time = max(self.stream_time, decoded.event_time)
         source_ts = int(timestamp * 1000) if timestamp else 0
-        stored = Stored.decode(self.states.get(key))
+        stored = self.load(key)
         result = fold_.step(stored.state, decoded, max_events=self.settings.max_events_per_parcel)
         index = self.topic_index.get(topic, 0)
         if result.outcome is fold_.Outcome.DUPLICATE:
             metrics.duplicates.inc()
             if offset <= stored.high_water[index] and stored.state is not None:
                 # Re-delivered after a crash: make sure what it wrote reached Kafka.
-                self.states[key] = stored.encode()
+                self.store(key, stored)
                 if stored.state.event_count > 0:
                     self.emit(
                         key, stored.state, Outputs(status=self.status_of(stored.state)), source_ts
@@ -278,7 +282,7 @@ class TrackboneApp:
         state = result.state
         assert state is not None
         stored.high_water[index] = max(stored.high_water[index], offset)
-        self.states[key] = Stored(state, stored.high_water).encode()
+        self.store(key, Stored(state, stored.high_water))
         before = stored.state
         outputs = Outputs(added=result.added, removed=result.removed)
         if result.changed and state.event_count > 0:
@@ -309,6 +313,26 @@ class TrackboneApp:
         self.emit(key, state, outputs, source_ts)
         if timestamp:
             metrics.latency.observe(max(0.0, time.time() - timestamp))
+
+    def load(self, key: bytes) -> Stored:
+        """Decoded state from the cache, else the table (decoding costs ~40 us a parcel)."""
+        stored = self._cache.get(key)
+        if stored is None:
+            stored = Stored.decode(self.states.get(key))
+        return stored
+
+    def store(self, key: bytes, stored: Stored) -> None:
+        """Write through: the table (and its changelog) always holds what the cache holds."""
+        self.states[key] = stored.encode()
+        cache = self._cache
+        cache.pop(key, None)
+        cache[key] = stored
+        if len(cache) > self.cache_size:
+            del cache[next(iter(cache))]  # evict the least recently written
+
+    async def _forget_cached(self, *args: Any, **kwargs: Any) -> None:
+        # Partitions moved: another worker may have changed what this one cached.
+        self._cache.clear()
 
     def at_risk(self, before: fold_.ParcelState | None, status: dict[str, Any]) -> bool:
         """Edge-triggered: the chance of meeting the promise just fell below the threshold."""

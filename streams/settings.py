@@ -99,6 +99,8 @@ class Settings:
     sink_flush_s: float = 0.5
     sink_max_pending_batches: int = 4
     table_store: str = "rocksdb://"
+    state_cache_size: int = 200_000
+    """Decoded parcel states kept in memory per worker (write-through to the table)."""
 
     @property
     def topics(self) -> Topics:
@@ -136,6 +138,7 @@ class Settings:
             "MAX_EVENTS_PER_PARCEL": "max_events_per_parcel",
             "SINK_BATCH_ROWS": "sink_batch_rows",
             "SINK_MAX_PENDING_BATCHES": "sink_max_pending_batches",
+            "STATE_CACHE_SIZE": "state_cache_size",
         }
         floats = {
             "STUCK_AFTER_HOURS": "stuck_after_hours",
