@@ -151,7 +151,7 @@ class TrackboneApp:
             value_serializer="raw",
             logging_config=None,
         )
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
         self.inputs = self.app.topic(*topics.inputs, **raw)
         self.status_topic = self.app.topic(topics.parcel_status, compacting=True, **raw)
         self.milestones_topic = self.app.topic(topics.milestones, **raw)
@@ -439,9 +439,9 @@ class TrackboneApp:
         owner = self
 
         class ParcelView(View):
-            @self.app.table_route(table=self.states, match_info="parcel_id")
-            async def get(self, request: Request, parcel_id: str) -> Response:
-                return owner.parcel_response(self, parcel_id)
+            @self.app.table_route(table=self.states, match_info="parcel_id")  # type: ignore[arg-type]
+            async def get(self, request: Request, **kwargs: Any) -> Response:
+                return owner.parcel_response(self, kwargs["parcel_id"])
 
         class HealthView(View):
             async def get(self, request: Request) -> Response:

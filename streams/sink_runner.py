@@ -153,7 +153,7 @@ class SinkRunner:
         if not commit:
             return
         try:
-            await self._consumer.commit(commit)  # type: ignore[arg-type]
+            await self._consumer.commit(commit)
         except KafkaError as exc:
             # Rebalanced away: the new owner re-reads the tail; the rows are idempotent.
             log.warning("sink: commit failed (%s); rows will be re-written, harmlessly", exc)
