@@ -140,6 +140,8 @@ class TrackboneApp:
             topic_replication_factor=1,
             topic_allow_declare=True,
             processing_guarantee="at_least_once",
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
             table_standby_replicas=0,
             broker_commit_every=2000,
             broker_commit_interval=0.5,

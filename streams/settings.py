@@ -100,6 +100,8 @@ class Settings:
     sink_max_pending_batches: int = 4
     table_store: str = "rocksdb://"
     state_cache_size: int = 200_000
+    session_timeout_s: float = 30.0
+    """How long a crashed worker holds its partitions before the group takes them over."""
     """Decoded parcel states kept in memory per worker (write-through to the table)."""
 
     @property
@@ -145,6 +147,7 @@ class Settings:
             "STUCK_CHECK_INTERVAL_S": "stuck_check_interval_s",
             "PROMISE_RISK_THRESHOLD": "promise_risk_threshold",
             "SINK_FLUSH_S": "sink_flush_s",
+            "SESSION_TIMEOUT_S": "session_timeout_s",
         }
         for var, attr in text.items():
             if (value := get(var)) is not None:

@@ -160,6 +160,7 @@ def worker_env(bootstrap: str, prefix: str, app_id: str, **extra: str) -> dict[s
         "TRACKBONE_TOPIC_PREFIX": prefix,
         "TRACKBONE_APP_ID": app_id,
         "TRACKBONE_STUCK_CHECK_INTERVAL_S": "3600",
+        "TRACKBONE_SESSION_TIMEOUT_S": "10",
         "PYTHONUNBUFFERED": "1",
     }
     env |= extra

@@ -1,0 +1,925 @@
+"""The end-to-end benchmark behind `trackbone bench`: honest numbers from one machine.
+
+Everything runs in one process tree against the real broker (the one configured, or a
+local broker started in a temporary directory and stopped at the end):
+
+1. prepare: simulate N events, Avro-encode them once, produce them with `BatchSender`
+   to a fresh topic prefix (the produce rate is reported too);
+2. raw baseline: a plain aiokafka consume + `decode_event` + `step` loop over those
+   topics, the Python limit for one core;
+3. replay: `streams.replay.replay` over the same topics;
+4. fold: `load.fold_bench.run`, the fold alone (in-order and shuffled arrival);
+5. pipeline: one worker subprocess (state table, status topic, ClickHouse sink),
+   idle on a fresh prefix, then the same encoded events produced to it; timed from the
+   first produce to the last status record (the Kafka timestamp of the latest status of
+   every parcel, once each parcel's latest status equals the replayed state) and to the
+   last row visible in ClickHouse (polled through the worker's `POST /query`);
+6. latency: a fresh worker on a fresh prefix, new parcels produced paced at half the
+   pipeline rate; status latency per status record = its Kafka timestamp - the
+   `source_ts` header (the input record's Kafka timestamp) the worker copies onto it;
+   ClickHouse-visible latency from the worker's `GET /stats`.
+
+Progress goes to stderr; the result is one dict (JSON-able), and a PNG latency plot.
+A figure the worker cannot provide yet (no `source_ts` header, no `/query`, no
+`/stats`) is reported as null with a note, never estimated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOALS: dict[str, tuple[str, float]] = {
+    "pipeline_events_per_s": (">=", 25_000),
+    "ratio": (">=", 0.25),
+    "status_latency_ms_p99": ("<=", 50),
+    "clickhouse_visible_ms_p99": ("<=", 1_500),
+    "replay_events_per_s": (">=", 100_000),
+}
+EVENTS_PER_PARCEL_GUESS = 14
+PROFILE_INCLUSIVE = ("getmany", "fold_batch", "decode_event", "step", "_consumer_record")
+"""Functions whose inclusive time the profile reports (as a share of non-idle time)."""
+PROFILE_IDLE = frozenset({"select", "poll", "_run_once", "run_forever", "epoll.poll"})
+STATUS_IGNORED = frozenset({"eta_p50", "eta_p90", "on_time_probability", "eta_basis", "version"})
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """What one benchmark run does; `quick` shortens the slow phases for smoke tests."""
+
+    events: int = 1_000_000
+    seed: int = 11
+    out_dir: Path = Path("out/bench")
+    latency_seconds: float = 20.0
+    fold_events: int = 200_000
+    profile: bool = False
+    worker_timeout_s: float = 900.0
+    pipeline_budget_s: float = 240.0
+    """After this long the pipeline run stops waiting and reports the rate it reached."""
+    clickhouse_timeout_s: float = 120.0
+    settings: Settings = field(default_factory=Settings.from_env)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Encoded:
+    """Events ready to produce: (topic base, key, value), in arrival order."""
+
+    messages: list[tuple[str, bytes, bytes]]
+    parcels: int
+    simulate_s: float
+    encode_s: float
+
+
+def simulate_encoded(events: int, seed: int, tag: str) -> Encoded:
+    """Simulate at least `events` events in arrival order and Avro-encode each once."""
+    from load.simulator import Scenario, simulate
+    from streams.avro import encode_event, topic_base_for
+
+    parcels = max(1, math.ceil(events / EVENTS_PER_PARCEL_GUESS))
+    started = time.perf_counter()
+    produced: list[Any] = []
+    # Registrations spread in proportion to the size keep the simulator's heap small.
+    scenario = Scenario(
+        parcels=parcels, seed=seed, id_tag=tag, registration_hours=max(24.0, parcels / 500)
+    )
+    for item in simulate(scenario):
+        produced.append(item.event)
+        if len(produced) >= events:
+            break
+    simulate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    messages = [(topic_base_for(e), e.parcel_id.encode(), encode_event(e)) for e in produced]
+    encode_s = time.perf_counter() - started
+    return Encoded(messages, len({e.parcel_id for e in produced}), simulate_s, encode_s)
+
+
+# --- Kafka helpers -------------------------------------------------------------------------
+
+
+async def produce(
+    bootstrap: str,
+    settings: Settings,
+    messages: Sequence[tuple[str, bytes, bytes]],
+) -> tuple[float, float]:
+    """Produce as fast as possible; return (wall seconds, first-send epoch seconds)."""
+    from streams.kafka_io import BatchSender, ensure_contract_topics, make_producer
+
+    await ensure_contract_topics(settings, bootstrap)
+    topics = settings.topics
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        sender = BatchSender(producer)
+        first = time.time()
+        started = time.perf_counter()
+        name = topics.name
+        names: dict[str, str] = {}
+        for base, key, value in messages:
+            topic = names.get(base)
+            if topic is None:
+                topic = names[base] = name(base)
+            await sender.send(topic, key, value)
+        await sender.flush()
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    if sender.failed:
+        raise RuntimeError(f"{sender.failed} records not acknowledged: {sender.first_error!r}")
+    return elapsed, first
+
+
+async def produce_paced(
+    bootstrap: str,
+    settings: Settings,
+    messages: Sequence[tuple[str, bytes, bytes]],
+    rate: float,
+    tick_s: float = 0.005,
+) -> float:
+    """Produce at `rate` records/s (token bucket, one flushed batch per tick); return seconds."""
+    from streams.kafka_io import BatchSender, ensure_contract_topics, make_producer
+
+    await ensure_contract_topics(settings, bootstrap)
+    producer = make_producer(bootstrap, linger_ms=0)
+    await producer.start()
+    name = settings.topics.name
+    sent = 0
+    try:
+        started = time.perf_counter()
+        sender = BatchSender(producer)
+        while sent < len(messages):
+            allowed = min(len(messages), int((time.perf_counter() - started) * rate) + 1)
+            for base, key, value in messages[sent:allowed]:
+                await sender.send(name(base), key, value)
+            sent = max(sent, allowed)
+            await sender.flush()
+            ahead = sent / rate - (time.perf_counter() - started)
+            await asyncio.sleep(max(0.0, min(ahead, tick_s)))  # pacing, not synchronisation
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    if sender.failed:
+        raise RuntimeError(f"{sender.failed} records not acknowledged: {sender.first_error!r}")
+    return elapsed
+
+
+async def read_until_end(
+    bootstrap: str,
+    topics: Sequence[str],
+    on_batch: Callable[[list[Any]], None],
+) -> int:
+    """Feed every record of `topics` up to their end offsets at start to `on_batch`."""
+    from aiokafka import TopicPartition
+
+    from streams.replay import MAX_RECORDS, make_consumer
+
+    consumer = make_consumer(bootstrap, client_id="trackbone-bench")
+    await consumer.start()
+    count = 0
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t))
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        active = {tp for tp in partitions if ends[tp] > 0}
+        while active:
+            batch = await consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
+            for tp, records in batch.items():
+                end = ends[tp]
+                if records and records[-1].offset >= end - 1:
+                    records = [r for r in records if r.offset < end]
+                    active.discard(tp)
+                    consumer.pause(tp)
+                count += len(records)
+                on_batch(records)
+            if not batch:
+                for tp in list(active):
+                    if await consumer.position(tp) >= ends[tp]:
+                        active.discard(tp)
+    finally:
+        await consumer.stop()
+    return count
+
+
+async def raw_baseline(bootstrap: str, settings: Settings) -> dict[str, Any]:
+    """Plain consume + decode + step into a dict: what one Python core can do at best."""
+    from projections.fold import step
+    from streams.avro import decode_event
+
+    states: dict[str, Any] = {}
+    get = states.get
+
+    def fold_batch(records: list[Any]) -> None:
+        for rec in records:
+            event = decode_event(rec.value)
+            pid = event.parcel_id
+            states[pid] = step(get(pid), event).state
+
+    # As in replay: the states are acyclic, and collector passes over the growing
+    # history would measure the heap size rather than the loop.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        count = await read_until_end(bootstrap, settings.topics.inputs, fold_batch)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        if collecting:
+            gc.enable()
+    return {
+        "events": count,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(count / elapsed, 1),
+        "events_per_cpu_s": round(count / cpu, 1) if cpu else None,
+        "states": states,
+    }
+
+
+def profile_raw(bootstrap: str, settings: Settings, out_dir: Path) -> dict[str, Any]:
+    """Run the raw loop again under pyinstrument; return the top costs by own time."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    asyncio.run(raw_baseline(bootstrap, settings))
+    profiler.stop()
+    text = profiler.output_text(unicode=False, color=False, show_all=False)
+    path = out_dir / "profile_raw.txt"
+    path.write_text(text)
+    session = profiler.last_session
+    assert session is not None
+    own: dict[str, float] = {}
+    inclusive = dict.fromkeys(PROFILE_INCLUSIVE, 0.0)
+
+    def walk(frame: Any, counted: frozenset[str]) -> None:
+        name = frame.function
+        if name in inclusive and name not in counted:
+            inclusive[name] += frame.time
+            counted = counted | {name}
+        if not name.startswith("[") and name not in PROFILE_IDLE:
+            key = f"{name} ({Path(frame.file_path or '?').name}:{frame.line_no})"
+            own[key] = own.get(key, 0.0) + frame.total_self_time
+        for child in frame.children:
+            walk(child, counted)
+
+    root = session.root_frame()
+    if root is not None:
+        walk(root, frozenset())
+    busy = sum(own.values()) or 1.0
+    top = sorted(own.items(), key=lambda kv: -kv[1])[:12]
+    return {
+        "file": str(path),
+        "busy_s": round(busy, 3),
+        "inclusive_share_of_busy": {k: round(v / busy, 3) for k, v in inclusive.items()},
+        "top_self_time": [{"where": k, "share": round(v / busy, 3)} for k, v in top],
+    }
+
+
+# --- the worker ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
+    data = None if body is None else orjson.dumps(body)
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return status, raw.decode("utf-8", "replace")
+
+
+class Worker:
+    """One `trackbone worker` subprocess on its own prefix, app id, port and data dir."""
+
+    def __init__(self, bootstrap: str, prefix: str, work_dir: Path, settings: Settings) -> None:
+        self.port = free_port()
+        self.data_dir = work_dir / f"worker-{self.port}"
+        self.log_path = work_dir / f"worker-{self.port}.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKBONE_")}
+        self.env |= {
+            "TRACKBONE_KAFKA_BOOTSTRAP": bootstrap,
+            "TRACKBONE_TOPIC_PREFIX": prefix,
+            "TRACKBONE_APP_ID": f"bench-{uuid.uuid4().hex[:12]}",
+            "TRACKBONE_PARTITIONS": str(settings.partitions),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if settings.kafka_home:
+            self.env["TRACKBONE_KAFKA_HOME"] = str(settings.kafka_home)
+        # Deployment knobs the operator set (sink batching, store...) apply to the worker.
+        for key, value in os.environ.items():
+            if key.startswith("TRACKBONE_") and key not in self.env:
+                self.env[key] = value
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 120.0) -> Worker:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "streams.cli", "worker",
+            "--web-port", str(self.port), "--data-dir", str(self.data_dir),
+        ]  # fmt: skip
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                if http("GET", self.url + "/health", timeout=1)[0] == 200:
+                    return self
+            time.sleep(0.2)  # poll interval of a deadline-bounded wait
+        raise RuntimeError(f"worker not healthy after {timeout_s:.0f} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def metrics(self) -> dict[str, float] | None:
+        try:
+            status, body = http("GET", self.url + "/metrics", timeout=2)
+        except OSError:
+            return None
+        if status != 200 or not isinstance(body, str):
+            return None
+        totals: dict[str, float] = {}
+        for line in body.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name_labels, _, value = line.rpartition(" ")
+            name = name_labels.split("{", 1)[0]
+            with contextlib.suppress(ValueError):
+                totals[name] = totals.get(name, 0.0) + float(value)
+        return totals
+
+    def clickhouse_count(self) -> int | None:
+        """Rows of `parcel_state FINAL` through the worker's query endpoint; None: unavailable."""
+        sql = {"sql": "SELECT count() FROM parcel_state FINAL", "params": {}}
+        try:
+            status, body = http("POST", self.url + "/query", sql, timeout=5)
+        except OSError:
+            return None
+        if status != 200 or not isinstance(body, dict) or not body.get("rows"):
+            return None
+        return int(body["rows"][0][0])
+
+    def stats(self) -> dict[str, Any] | None:
+        try:
+            status, body = http("GET", self.url + "/stats", timeout=10)
+        except OSError:
+            return None
+        return body if status == 200 and isinstance(body, dict) else None
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+
+def _comparable(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k not in STATUS_IGNORED}
+
+
+async def await_statuses(
+    bootstrap: str,
+    topic: str,
+    expected: dict[str, dict[str, Any]],
+    deadline: float,
+) -> tuple[dict[bytes, Any], bool]:
+    """Read the status topic until every parcel's latest status equals the expected one.
+
+    Returns (latest record per key, complete). Only the latest record per key is decoded,
+    so reading does not compete much with the worker for the CPU.
+    """
+    from aiokafka import TopicPartition
+
+    from streams.avro import decode_status
+    from streams.replay import make_consumer
+
+    consumer = make_consumer(bootstrap, client_id="trackbone-bench-status")
+    await consumer.start()
+    latest: dict[bytes, Any] = {}
+    checked: dict[bytes, Any] = {}
+    wrong: set[bytes] = set(k.encode() for k in expected)
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300, max_records=50_000)
+            for records in batch.values():
+                for rec in records:
+                    latest[rec.key] = rec
+            if batch:
+                continue  # catch up first, check once the topic is drained
+            for key in list(wrong):
+                rec = latest.get(key)
+                if rec is None or checked.get(key) is rec:
+                    continue
+                checked[key] = rec
+                if _comparable(decode_status(rec.value)) == expected[key.decode()]:
+                    wrong.discard(key)
+            if not wrong:
+                return latest, True
+    finally:
+        await consumer.stop()
+    return latest, False
+
+
+async def status_latencies(bootstrap: str, topic: str) -> tuple[list[tuple[int, int]], bool]:
+    """(status timestamp ms, latency ms) for every status record with a `source_ts` header."""
+    samples: list[tuple[int, int]] = []
+    missing = [0]
+
+    def collect(records: list[Any]) -> None:
+        for rec in records:
+            if rec.key and rec.key.startswith(b"WARMUP-"):
+                continue
+            source = None
+            for name, value in rec.headers or ():
+                if name == "source_ts":
+                    source = int(value)
+                    break
+            if source is None:
+                missing[0] += 1
+            else:
+                samples.append((rec.timestamp, rec.timestamp - source))
+
+    await read_until_end(bootstrap, [topic], collect)
+    return samples, missing[0] == 0 and bool(samples)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def warmup_message(tag: str) -> tuple[str, bytes, bytes]:
+    """One registration of a parcel outside the measured set, to see the worker is ready."""
+    from projections.events import ParcelRegistered, Place, Service
+    from streams.avro import encode_event, topic_base_for
+
+    event = ParcelRegistered(
+        event_id=f"warmup-{tag}",
+        parcel_id=f"WARMUP-{tag}",
+        event_time=1_794_355_200_000,
+        source="bench",
+        merchant_id="bench",
+        origin=Place("CN", "Hangzhou"),
+        destination=Place("CN", "Beijing"),
+        service=Service.STANDARD,
+    )
+    return topic_base_for(event), event.parcel_id.encode(), encode_event(event)
+
+
+async def warm_up(bootstrap: str, settings: Settings, tag: str, deadline: float) -> None:
+    """Produce one event and wait for its status: the worker then has its partitions.
+
+    A worker reports healthy before its consumer group has assigned it anything; timing
+    from that moment would measure the rebalance, not the pipeline.
+    """
+    from streams.replay import make_consumer
+
+    message = warmup_message(tag)
+    await produce(bootstrap, settings, [message])
+    consumer = make_consumer(bootstrap, client_id="trackbone-bench-warmup")
+    await consumer.start()
+    consumer.subscribe([settings.topics.parcel_status])
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            if any(rec.key == message[1] for recs in batch.values() for rec in recs):
+                return
+    finally:
+        await consumer.stop()
+    raise RuntimeError("the worker did not process a warm-up event in time")
+
+
+# --- machine facts -------------------------------------------------------------------------
+
+
+def machine_facts(kafka: str) -> dict[str, Any]:
+    model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model or platform.processor() or None,
+        "python": platform.python_version(),
+        "kafka": kafka,
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- the plot ------------------------------------------------------------------------------
+
+
+def plot_latency(
+    samples: list[tuple[int, int]],
+    clickhouse_ms: list[float],
+    path: Path,
+    title: str,
+) -> Path | None:
+    """Latency over time and its histogram (status, and ClickHouse-visible when known)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not samples and not clickhouse_ms:
+        return None
+    fig, (over_time, hist) = plt.subplots(1, 2, figsize=(13, 4.8))
+    if samples:
+        start = min(ts for ts, _ in samples)
+        xs = [(ts - start) / 1000 for ts, _ in samples]
+        ys = [lat for _, lat in samples]
+        over_time.scatter(xs, ys, s=2, alpha=0.4, label="status latency")
+        for q, style in ((50, "--"), (99, ":")):
+            value = percentile(ys, q)
+            if value is not None:
+                over_time.axhline(value, linestyle=style, color="k", label=f"p{q} {value:.0f} ms")
+        hist.hist(ys, bins=80, alpha=0.7, label="status")
+    if clickhouse_ms:
+        hist.hist(clickhouse_ms, bins=80, alpha=0.5, label="ClickHouse visible")
+    over_time.set_xlabel("time since first status (s)")
+    over_time.set_ylabel("latency (ms)")
+    over_time.set_yscale("symlog", linthresh=10)
+    over_time.set_ylim(bottom=0)
+    over_time.legend(loc="upper right", fontsize=8)
+    hist.set_xlabel("latency (ms)")
+    hist.set_ylabel("records")
+    hist.set_yscale("log")
+    hist.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings, work_dir: Path) -> Iterator[tuple[str, str]]:
+    """Yield (bootstrap, description): the configured one, or a local broker in `work_dir`."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap, f"external ({settings.kafka_bootstrap})"
+        return
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker(replace(settings, data_dir=work_dir / "broker"))
+    log("starting a local Kafka broker")
+    bootstrap = broker.start()
+    try:
+        yield bootstrap, f"Apache Kafka {settings.kafka_version} (local KRaft broker)"
+    finally:
+        log("stopping the local Kafka broker")
+        broker.stop()
+
+
+def goals_met(result: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, (op, target) in GOALS.items():
+        value = result.get(key)
+        met = None if value is None else (value >= target if op == ">=" else value <= target)
+        out[key] = {"goal": f"{op} {target:g}", "value": value, "met": met}
+    return out
+
+
+def _rate(count: int, seconds: float | None) -> float | None:
+    return round(count / seconds, 1) if seconds and seconds > 0 else None
+
+
+def run(config: BenchConfig) -> dict[str, Any]:
+    """Run every phase and return the result dict (see the module docstring)."""
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="trackbone-bench-"))
+    try:
+        with broker_for(config.settings, work_dir) as (bootstrap, kafka):
+            return _run(config, bootstrap, kafka, work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dict[str, Any]:
+    from load import fold_bench
+    from streams.avro import status_from_state
+    from streams.replay import replay
+
+    notes: list[str] = []
+    run_id = uuid.uuid4().hex[:10]
+    result: dict[str, Any] = {"events": config.events, "run_id": run_id}
+    base = config.settings
+
+    def prefixed(name: str) -> Settings:
+        return replace(base, kafka_bootstrap=bootstrap, topic_prefix=f"bench-{run_id}-{name}.")
+
+    # 1. prepare
+    log(f"simulating and encoding {config.events:,} events")
+    batch = simulate_encoded(config.events, config.seed, f"B{run_id[:6]}")
+    events = len(batch.messages)
+    result["events"] = events
+    result["parcels"] = batch.parcels
+    log(
+        f"{events:,} events of {batch.parcels:,} parcels: simulated in {batch.simulate_s:.1f} s, "
+        f"encoded in {batch.encode_s:.1f} s"
+    )
+    source = prefixed("src")
+    produce_s, _ = asyncio.run(produce(bootstrap, source, batch.messages))
+    result["produce_events_per_s"] = _rate(events, produce_s)
+    log(f"produced at {result['produce_events_per_s']:,.0f} events/s")
+
+    # 2. raw baseline
+    raw = asyncio.run(raw_baseline(bootstrap, source))
+    raw_states = raw.pop("states")
+    result["raw_events_per_s"] = raw["events_per_s"]
+    result["raw"] = raw
+    log(f"raw baseline: {raw['events_per_s']:,.0f} events/s ({raw['events_per_cpu_s']:,.0f}/cpu-s)")
+    if config.profile:
+        log("profiling the raw loop")
+        result["raw_profile"] = profile_raw(bootstrap, source, config.out_dir)
+
+    # 3. replay
+    replayed = asyncio.run(replay(source, bootstrap))
+    result["replay_events_per_s"] = round(replayed.events_per_s, 1)
+    result["replay"] = {
+        "events": replayed.records,
+        "seconds": round(replayed.elapsed_s, 3),
+        "events_per_cpu_s": _rate(replayed.records, replayed.cpu_s),
+        "applied": replayed.applied,
+        "duplicates": replayed.duplicates,
+        "dead": replayed.dead,
+        "equals_raw_baseline_state": replayed.states == raw_states,
+    }
+    log(f"replay: {replayed.events_per_s:,.0f} events/s")
+    expected = {
+        pid: _comparable(status_from_state(state)) for pid, state in replayed.visible().items()
+    }
+    del raw_states
+
+    # 4. fold alone
+    fold_n = min(config.events, config.fold_events)
+    log(f"fold micro-benchmark over {fold_n:,} events")
+    folded = fold_bench.run(fold_n, config.seed, codec_events=min(fold_n, 20_000))
+    result["fold_events_per_s"] = folded["in_order_events_per_s"]
+    result["fold_shuffled_events_per_s"] = folded["shuffled_events_per_s"]
+    result["fold"] = {k: folded[k] for k in folded if k.endswith("_per_s") or k == "events"}
+
+    # 5. pipeline
+    pipe = prefixed("pipe")
+    log("starting a worker for the pipeline run")
+    worker = Worker(bootstrap, pipe.topic_prefix, work_dir, base).start()
+    result["pipeline_events_per_s"] = None
+    result["clickhouse_visible_s"] = None
+    try:
+        asyncio.run(warm_up(bootstrap, pipe, run_id, time.monotonic() + 180))
+        pipe_produce_s, first_produce = asyncio.run(produce(bootstrap, pipe, batch.messages))
+        log(f"produced to the worker's topics in {pipe_produce_s:.1f} s; waiting for statuses")
+        budget = time.monotonic() + config.pipeline_budget_s
+        progress = wait_for_worker(worker, events + 1, budget)
+        result["pipeline_complete"] = False
+        if progress is not None and progress[0] < events + 1:
+            # Out of budget: the rate reached so far, from the worker's own input count.
+            taken = max(0.0, progress[0] - 1)
+            result["pipeline_events_per_s"] = _rate(int(taken), progress[1] - first_produce)
+            notes.append(
+                f"pipeline: partial, the worker took in {taken:,.0f} of {events:,} events in "
+                f"the {config.pipeline_budget_s:.0f} s budget; rate from its events_in metric"
+            )
+            log(f"pipeline partial: {result['pipeline_events_per_s']:,.0f} events/s")
+            latest: dict[bytes, Any] = {}
+            complete = False
+        else:
+            latest, complete = asyncio.run(
+                await_statuses(
+                    bootstrap,
+                    pipe.topics.parcel_status,
+                    expected,
+                    time.monotonic() + config.worker_timeout_s,
+                )
+            )
+        if complete:
+            result["pipeline_complete"] = True
+            last_status_s = max(rec.timestamp for rec in latest.values()) / 1000
+            pipeline_s = last_status_s - first_produce
+            result["pipeline_seconds"] = round(pipeline_s, 3)
+            result["pipeline_events_per_s"] = _rate(events, pipeline_s)
+            log(f"pipeline: {result['pipeline_events_per_s']:,.0f} events/s to the last status")
+        elif latest:
+            notes.append("pipeline: the worker's statuses never matched the replayed state")
+            log(f"pipeline incomplete; worker log tail:\n{worker.tail()}")
+        visible_at = (
+            await_clickhouse(  # every parcel plus the warm-up one
+                worker, len(expected) + 1, time.monotonic() + config.clickhouse_timeout_s
+            )
+            if complete
+            else None
+        )
+        if visible_at is None:
+            notes.append("clickhouse: no full row count via POST /query (endpoint, sink or time)")
+        else:
+            result["clickhouse_visible_s"] = round(visible_at - first_produce, 3)
+            result["pipeline_clickhouse_events_per_s"] = _rate(events, visible_at - first_produce)
+        result["worker_metrics"] = _short_metrics(worker.metrics())
+    finally:
+        worker.stop()
+    raw_rate = result["raw_events_per_s"]
+    pipe_rate = result["pipeline_events_per_s"]
+    result["ratio"] = round(pipe_rate / raw_rate, 3) if pipe_rate and raw_rate else None
+
+    # 6. latency at half the pipeline rate
+    result |= latency_phase(config, bootstrap, prefixed("lat"), work_dir, pipe_rate, notes)
+
+    result["machine"] = machine_facts(kafka)
+    result["goals"] = goals_met(result)
+    result["notes"] = notes
+    return result
+
+
+def wait_for_worker(worker: Worker, events: int, deadline: float) -> tuple[float, float] | None:
+    """Wait until the worker has taken in every event (cheap: its metrics endpoint).
+
+    Returns (events taken in, epoch seconds) as last seen, or None without metrics.
+    """
+    taken, seen_at, reported = 0.0, time.time(), time.monotonic()
+    while time.monotonic() < deadline:
+        metrics = worker.metrics()
+        if metrics is None:
+            return None  # no metrics: fall back to reading the status topic
+        taken, seen_at = metrics.get("trackbone_events_in_total", 0.0), time.time()
+        if taken >= events:
+            break
+        if worker.proc is not None and worker.proc.poll() is not None:
+            raise RuntimeError(f"worker died:\n{worker.tail()}")
+        if time.monotonic() - reported > 15:
+            reported = time.monotonic()
+            log(f"worker has taken in {taken:,.0f} of {events:,} events")
+        time.sleep(0.25)  # poll interval of a deadline-bounded wait
+    return taken, seen_at
+
+
+def await_clickhouse(worker: Worker, rows: int, deadline: float) -> float | None:
+    """Epoch seconds when `parcel_state FINAL` first shows `rows` rows; None if never/unknown."""
+    while time.monotonic() < deadline:
+        count = worker.clickhouse_count()
+        if count is None:
+            return None
+        if count >= rows:
+            return time.time()
+        time.sleep(0.1)  # poll interval of a deadline-bounded wait
+    return None
+
+
+def _short_metrics(metrics: dict[str, float] | None) -> dict[str, float] | None:
+    if metrics is None:
+        return None
+    keep = ("events_in", "applied", "duplicate", "dead_lettered")
+    return {
+        k: v for k, v in metrics.items() if k.startswith("trackbone_") and any(s in k for s in keep)
+    }
+
+
+def latency_phase(
+    config: BenchConfig,
+    bootstrap: str,
+    settings: Settings,
+    work_dir: Path,
+    pipeline_rate: float | None,
+    notes: list[str],
+) -> dict[str, Any]:
+    """Measure latency: new parcels, paced at half the pipeline rate, through a fresh worker."""
+    from streams.avro import status_from_state
+    from streams.replay import replay
+
+    out: dict[str, Any] = {
+        "status_latency_ms_p50": None,
+        "status_latency_ms_p99": None,
+        "clickhouse_visible_ms_p99": None,
+        "latency_plot": None,
+    }
+    if not pipeline_rate:
+        notes.append("latency: skipped, no pipeline rate to take half of")
+        return out
+    rate = 0.5 * pipeline_rate
+    count = max(500, min(config.events, int(rate * config.latency_seconds)))
+    log(f"latency run: {count:,} new events at {rate:,.0f} events/s")
+    batch = simulate_encoded(count, config.seed + 1, f"L{uuid.uuid4().hex[:6]}")
+    worker = Worker(bootstrap, settings.topic_prefix, work_dir, config.settings).start()
+    try:
+        asyncio.run(warm_up(bootstrap, settings, "lat", time.monotonic() + 180))
+        paced_s = asyncio.run(produce_paced(bootstrap, settings, batch.messages, rate))
+        out["latency_events"] = len(batch.messages)
+        out["latency_offered_events_per_s"] = _rate(len(batch.messages), paced_s)
+        deadline = time.monotonic() + config.worker_timeout_s
+        wait_for_worker(worker, len(batch.messages) + 1, deadline)
+        replayed = asyncio.run(replay(settings, bootstrap))
+        expected = {pid: _comparable(status_from_state(s)) for pid, s in replayed.visible().items()}
+        _, complete = asyncio.run(
+            await_statuses(bootstrap, settings.topics.parcel_status, expected, deadline)
+        )
+        if not complete:
+            notes.append("latency: the worker's statuses never matched the replayed state")
+        samples, all_headed = asyncio.run(
+            status_latencies(bootstrap, settings.topics.parcel_status)
+        )
+        if not samples:
+            notes.append("latency: status records carry no source_ts header")
+        else:
+            if not all_headed:
+                notes.append("latency: some status records lack the source_ts header")
+            values = [lat for _, lat in samples]
+            out["status_latency_ms_p50"] = percentile(values, 50)
+            out["status_latency_ms_p99"] = percentile(values, 99)
+            out["status_latency_ms_max"] = max(values)
+            out["status_latency_samples"] = len(values)
+        clickhouse_ms: list[float] = []
+        # Let the sink catch up before reading its samples (returns at once without /query).
+        await_clickhouse(worker, len(expected), time.monotonic() + config.clickhouse_timeout_s)
+        stats = worker.stats()
+        if stats and stats.get("clickhouse_visible_ms"):
+            clickhouse_ms = [float(v) for v in stats["clickhouse_visible_ms"]]
+            out["clickhouse_visible_ms_p50"] = percentile(clickhouse_ms, 50)
+            out["clickhouse_visible_ms_p99"] = percentile(clickhouse_ms, 99)
+            out["clickhouse_visible_samples"] = len(clickhouse_ms)
+        else:
+            notes.append("latency: no ClickHouse-visible samples (GET /stats missing or empty)")
+        plot = plot_latency(
+            samples,
+            clickhouse_ms,
+            config.out_dir / "latency.png",
+            f"trackbone: latency at {rate:,.0f} events/s (half the pipeline rate)",
+        )
+        out["latency_plot"] = str(plot) if plot else None
+    finally:
+        worker.stop()
+    return out

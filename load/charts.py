@@ -1,0 +1,170 @@
+"""PNG charts of the demo: plain data in, a file out (matplotlib, headless Agg backend).
+
+The functions take the rows the demo read back from ClickHouse and the samples it
+took during the run, so they can be drawn (and tested) without a pipeline.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+DOMESTIC_COLOUR = "#2a9d8f"
+INTERNATIONAL_COLOUR = "#e76f51"
+SERVICE_COLOURS = {"EXPRESS": "#e63946", "STANDARD": "#457b9d", "ECONOMY": "#8d99ae"}
+PROMISE_HOURS = {"domestic": 24, "international": 72}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def on_time_by_lane(
+    lanes: Sequence[Mapping[str, Any]], path: Path, *, top: int = 20, min_delivered: int = 5
+) -> Path:
+    """Horizontal bars: on-time share per lane (the busiest ``top``), coloured by scope.
+
+    Rows: ``lane``, ``scope`` (domestic/international), ``delivered``, ``on_time_share``.
+    """
+    plt = _pyplot()
+    rows = [r for r in lanes if int(r["delivered"]) >= min_delivered] or list(lanes)
+    rows = sorted(rows, key=lambda r: -int(r["delivered"]))[:top]
+    rows.sort(key=lambda r: float(r["on_time_share"] or 0.0))
+    fig, ax = plt.subplots(figsize=(9, max(3.0, 0.32 * len(rows) + 1.2)))
+    shares = [100 * float(r["on_time_share"] or 0.0) for r in rows]
+    colours = [DOMESTIC_COLOUR if r["scope"] == "domestic" else INTERNATIONAL_COLOUR for r in rows]
+    labels = [f"{r['lane']}  ({int(r['delivered']):,})" for r in rows]
+    bars = ax.barh(range(len(rows)), shares, color=colours)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    for bar, share in zip(bars, shares, strict=True):
+        ax.text(
+            min(share + 1, 93),
+            bar.get_y() + bar.get_height() / 2,
+            f"{share:.0f}%",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("delivered within the promise (%)")
+    ax.set_title("On-time share by lane (deliveries; label: lane (parcels))")
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=DOMESTIC_COLOUR),
+        plt.Rectangle((0, 0), 1, 1, color=INTERNATIONAL_COLOUR),
+    ]
+    ax.legend(handles, ["domestic (24 h)", "international (72 h)"], loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def transit_distributions(bins: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Transit-time histograms, one panel per scope, one step line per service.
+
+    Rows: ``scope``, ``service``, ``bin`` (lower edge, hours), ``parcels``; the promise
+    of each scope is drawn as a dashed line.
+    """
+    plt = _pyplot()
+    scopes = [s for s in ("domestic", "international") if any(r["scope"] == s for r in bins)]
+    fig, axes = plt.subplots(1, max(1, len(scopes)), figsize=(11, 4), squeeze=False, sharey=False)
+    width = _bin_width(bins)
+    for ax, scope in zip(axes[0], scopes or ["(no deliveries)"], strict=False):
+        for service, colour in SERVICE_COLOURS.items():
+            rows = sorted(
+                (float(r["bin"]), int(r["parcels"]))
+                for r in bins
+                if r["scope"] == scope and r["service"] == service
+            )
+            if not rows:
+                continue
+            filled = {round(b, 6): c for b, c in rows}
+            first, last = rows[0][0], rows[-1][0]
+            steps = round((last - first) / width) + 1
+            edges = [first + i * width for i in range(steps + 1)]
+            counts = [filled.get(round(first + i * width, 6), 0) for i in range(steps)]
+            total = sum(counts)
+            ax.stairs(counts, edges, color=colour, linewidth=1.8, label=f"{service} ({total:,})")
+            ax.stairs(counts, edges, color=colour, alpha=0.15, fill=True)
+        promise = PROMISE_HOURS.get(scope)
+        if promise is not None:
+            ax.axvline(promise, color="black", linestyle="--", linewidth=1)
+            ax.text(promise, ax.get_ylim()[1] * 0.95, f" promise {promise} h", fontsize=8)
+        ax.set_title(f"{scope}: registration to delivery")
+        ax.set_xlabel("transit time (hours)")
+        ax.set_ylabel("parcels")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _bin_width(bins: Sequence[Mapping[str, Any]]) -> float:
+    edges = sorted({float(r["bin"]) for r in bins})
+    gaps = [b - a for a, b in itertools.pairwise(edges) if b > a]
+    return min(gaps) if gaps else 1.0
+
+
+def throughput(
+    samples: Sequence[tuple[float, int, int, int]], path: Path, *, smooth_s: float = 2.0
+) -> Path:
+    """Rates (top) and running totals (bottom) of events produced, consumed and rows written.
+
+    Samples: (seconds since the start, produced, worker events in, ClickHouse rows), all
+    cumulative; rates are differences over a ``smooth_s`` window (three times that for the
+    ClickHouse rows, which are written in batches and sampled less often).
+    """
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    series = (
+        (1, "events produced to Kafka", "#264653", smooth_s),
+        (2, "events consumed by the worker", "#e76f51", smooth_s),
+        (3, "rows written to ClickHouse", "#2a9d8f", 3 * smooth_s),
+    )
+    for index, label, colour, window in series:
+        times, rates = _rates(samples, index, window)
+        top.plot(times, rates, label=label, color=colour, linewidth=1.5)
+        bottom.plot([s[0] for s in samples], [s[index] for s in samples], label=label, color=colour)
+    top.set_ylabel("per second")
+    top.set_title("Throughput during the demo")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    top.set_ylim(bottom=0)
+    bottom.set_xlabel("seconds since production started")
+    bottom.set_ylabel("total so far")
+    bottom.set_title(
+        "Running totals (the gap between the first two is the consumer lag)", fontsize=9
+    )
+    bottom.grid(alpha=0.3)
+    bottom.set_ylim(bottom=0)
+    return _save(fig, path)
+
+
+def _rates(
+    samples: Sequence[tuple[float, int, int, int]], index: int, window_s: float
+) -> tuple[list[float], list[float]]:
+    times: list[float] = []
+    rates: list[float] = []
+    start = 0
+    for i, sample in enumerate(samples):
+        while samples[start][0] < sample[0] - window_s and start < i - 1:
+            start += 1
+        if i == start:
+            continue
+        span = sample[0] - samples[start][0]
+        if span <= 0:
+            continue
+        times.append(sample[0])
+        rates.append((sample[index] - samples[start][index]) / span)
+    return times, rates

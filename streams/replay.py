@@ -1,0 +1,302 @@
+"""Batch replay: rebuild every parcel's state from the five input topics, without Faust.
+
+The stream folds one message at a time through Faust's machinery (table, changelog,
+outputs). Rebuilding state from history needs none of that: a plain consumer reads
+each input partition from its beginning up to the end offsets seen at start, and the
+same per-message rules as the worker (`streams.app.TrackboneApp.handle`) fold the
+records into a dict: decode, validate, check the key, `step`.
+
+Identical state. A parcel's state depends only on its *set* of records, except where
+the contract says "the first received wins": a conflicting repeat of an event_id, and
+the per-parcel record cap. Within one topic partition both paths see the log order.
+Across the five topics the stream's order is whatever its fetches interleave; replay
+uses a fixed, reproducible order instead, the order of production: records are merged
+by Kafka timestamp (made monotonic per partition as a running maximum, so that how
+the log is fetched in chunks cannot change the order), then topic, then offset. So the
+only case where replay may differ from one particular stream run is a conflict or cap
+between records of different topics (e.g. the same event_id sent as a scan and as a
+hand-over), which the stream itself does not decide reproducibly either.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from projections import fold as fold_
+from projections.jsonform import InvalidEvent
+from projections.validation import validate_event
+from streams import avro
+from streams.settings import Settings
+
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+PARTITION_FETCH_BYTES = 16 * 1024 * 1024
+MAX_RECORDS = 10_000
+
+Item = tuple[int, int, int, bytes | None, bytes | None]
+"""(monotonic timestamp, topic index, offset, key, value): sorts in replay order."""
+
+_timestamp_of = itemgetter(0)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """Every parcel's state after replay, plus what happened to each input record."""
+
+    states: dict[str, fold_.ParcelState]
+    """All stored states, including invisible ones (every event voided), as the table holds."""
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    """Invalid, key mismatch, conflict or over cap: what the worker dead-letters."""
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+    end_offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def visible(self) -> dict[str, fold_.ParcelState]:
+        """States the contract outputs (rule 10: a parcel with no effective event has none)."""
+        return {pid: s for pid, s in sorted(self.states.items()) if s.event_count > 0}
+
+
+class ReplayFold:
+    """The worker's per-message rules over a plain dict; feed records in replay order."""
+
+    def __init__(self, max_events: int = fold_.MAX_EVENTS) -> None:
+        self.max_events = max_events
+        self.states: dict[str, fold_.ParcelState] = {}
+        self.records = 0
+        self.applied = 0
+        self.duplicates = 0
+        self.dead_reasons: dict[str, int] = {}
+
+    def _dead(self, kind: str) -> None:
+        self.dead_reasons[kind] = self.dead_reasons.get(kind, 0) + 1
+
+    def feed(self, items: Iterable[Item]) -> None:
+        """Fold records; the hot loop of replay, so names are bound locally."""
+        states = self.states
+        get = states.get
+        decode = avro.decode_event
+        validate = validate_event
+        step = fold_.step
+        applied_outcome = fold_.Outcome.APPLIED
+        duplicate_outcome = fold_.Outcome.DUPLICATE
+        max_events = self.max_events
+        records = applied = duplicates = 0
+        for _ts, _topic, _offset, key, value in items:
+            records += 1
+            try:
+                event = decode(value or b"")
+                validate(event)
+            except (avro.DecodeError, InvalidEvent):
+                self._dead("invalid")
+                continue
+            parcel_id = event.parcel_id
+            if key is None or key.decode("utf-8", "replace") != parcel_id:
+                self._dead("invalid")
+                continue
+            result = step(get(parcel_id), event, max_events=max_events)
+            outcome = result.outcome
+            if outcome is applied_outcome:
+                states[parcel_id] = result.state  # type: ignore[assignment]
+                applied += 1
+            elif outcome is duplicate_outcome:
+                duplicates += 1
+            else:
+                self._dead(outcome.value.lower())
+        self.records += records
+        self.applied += applied
+        self.duplicates += duplicates
+
+    @property
+    def dead(self) -> int:
+        return sum(self.dead_reasons.values())
+
+
+class PartitionMerge:
+    """Merges the topic partitions of one partition number into replay order, incrementally.
+
+    Each topic partition's records get a timestamp made monotonic (running maximum), so
+    that a record can be released as soon as every unfinished topic partition has shown
+    a later timestamp: the released order is then the same however fetches are chunked.
+    """
+
+    def __init__(self, topics: int) -> None:
+        self.buffers: list[list[Item]] = [[] for _ in range(topics)]
+        self.starts = [0] * topics
+        self.last_ts = [-(1 << 62)] * topics
+        self.done = [False] * topics
+
+    def add(self, topic: int, records: Sequence[Any], end: int) -> None:
+        """Buffer fetched records of one topic partition (offsets >= end are ignored)."""
+        buf = self.buffers[topic]
+        last = self.last_ts[topic]
+        for rec in records:
+            offset = rec.offset
+            if offset >= end:
+                break
+            ts = rec.timestamp
+            if ts > last:
+                last = ts
+            buf.append((last, topic, offset, rec.key, rec.value))
+        self.last_ts[topic] = last
+
+    def finish(self, topic: int) -> None:
+        self.done[topic] = True
+
+    def release(self) -> list[Item]:
+        """Return the records that no future fetch can precede, in replay order."""
+        limit: float = float("inf")
+        for topic, last in enumerate(self.last_ts):
+            if not self.done[topic] and last < limit:
+                limit = last
+        out: list[Item] = []
+        runs = 0
+        for topic, buf in enumerate(self.buffers):
+            start = self.starts[topic]
+            if start >= len(buf):
+                continue
+            # Ties at the limit wait: a later fetch may hold a record of that same
+            # timestamp from a topic that sorts first.
+            cut = (
+                len(buf)
+                if limit == float("inf")
+                else bisect_left(buf, limit, lo=start, key=_timestamp_of)
+            )
+            if cut > start:
+                out.extend(buf[start:cut])
+                runs += 1
+                if cut == len(buf):
+                    buf.clear()
+                    self.starts[topic] = 0
+                else:
+                    self.starts[topic] = cut
+        if runs > 1:
+            out.sort()  # runs are sorted already: timsort merges them
+        return out
+
+    @property
+    def pending(self) -> int:
+        return sum(len(b) - s for b, s in zip(self.buffers, self.starts, strict=True))
+
+
+async def _input_partitions(
+    consumer: AIOKafkaConsumer, topics: Sequence[str]
+) -> list[TopicPartition]:
+    cluster = await consumer._client.fetch_all_metadata()  # no public call returns it
+    out: list[TopicPartition] = []
+    for topic in topics:
+        parts = cluster.partitions_for_topic(topic)
+        if parts is None:
+            raise ValueError(f"topic {topic!r} does not exist")
+        out.extend(TopicPartition(topic, p) for p in sorted(parts))
+    return out
+
+
+def make_consumer(bootstrap: str, *, client_id: str = "trackbone-replay") -> AIOKafkaConsumer:
+    """Build a group-less consumer with big fetches: replay wants throughput, not latency."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=FETCH_MAX_BYTES,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+        fetch_max_wait_ms=100,
+        check_crcs=False,
+    )
+
+
+async def replay(
+    settings: Settings, bootstrap: str, *, topics: Sequence[str] | None = None
+) -> ReplayResult:
+    """Rebuild all parcel state from the input topics up to their end offsets at start."""
+    names = list(topics) if topics is not None else list(settings.topics.inputs)
+    index = {name: i for i, name in enumerate(names)}
+    collecting = gc.isenabled()
+    consumer = make_consumer(bootstrap)
+    await consumer.start()
+    try:
+        partitions = await _input_partitions(consumer, names)
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        begins = await consumer.beginning_offsets(partitions)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        folder = ReplayFold(settings.max_events_per_parcel)
+        # States are acyclic (tuples of frozen events), yet every generation-2 collection
+        # walks all of them: with the whole history in memory the collector would cost
+        # more than the fold. Reference counting still frees everything replaced.
+        gc.disable()
+        merges: dict[int, PartitionMerge] = {}
+        active: set[TopicPartition] = set()
+        for tp in partitions:
+            merge = merges.setdefault(tp.partition, PartitionMerge(len(names)))
+            if begins[tp] >= ends[tp]:
+                merge.finish(index[tp.topic])
+            else:
+                active.add(tp)
+        await consumer.seek_to_beginning(*partitions)
+        consumer.pause(*(tp for tp in partitions if tp not in active))
+        for merge in merges.values():
+            folder.feed(merge.release())
+        while active:
+            batch = await consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
+            touched: set[int] = set()
+            for tp, records in batch.items():
+                if tp not in active or not records:
+                    continue
+                merge = merges[tp.partition]
+                topic = index[tp.topic]
+                end = ends[tp]
+                merge.add(topic, records, end)
+                touched.add(tp.partition)
+                if records[-1].offset >= end - 1:
+                    merge.finish(topic)
+                    active.discard(tp)
+                    consumer.pause(tp)
+            if not batch:
+                # Control records (transaction markers) take offsets but are never
+                # returned: the position, not the last record, tells when a partition ends.
+                for tp in list(active):
+                    if await consumer.position(tp) >= ends[tp]:
+                        merges[tp.partition].finish(index[tp.topic])
+                        touched.add(tp.partition)
+                        active.discard(tp)
+                        consumer.pause(tp)
+            for partition in sorted(touched):
+                folder.feed(merges[partition].release())
+        for partition in sorted(merges):
+            folder.feed(merges[partition].release())
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    finally:
+        if collecting:
+            gc.enable()
+        await consumer.stop()
+    end_offsets: dict[str, dict[int, int]] = {}
+    for tp, end in ends.items():
+        end_offsets.setdefault(tp.topic, {})[tp.partition] = end
+    return ReplayResult(
+        states=folder.states,
+        records=folder.records,
+        applied=folder.applied,
+        duplicates=folder.duplicates,
+        dead=folder.dead,
+        dead_reasons=dict(folder.dead_reasons),
+        end_offsets=end_offsets,
+        elapsed_s=elapsed,
+        cpu_s=cpu,
+    )
