@@ -34,7 +34,7 @@ from projections.events import Event
 from projections.jsonform import InvalidEvent, format_time
 from projections.validation import validate_event
 from streams import avro, faust_fixes
-from streams.eta_stream import EtaWiring, observation_messages
+from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring, observation_messages
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.sink_runner import SinkRunner
@@ -124,6 +124,14 @@ class TrackboneApp:
         self.stream_time = 0
         self._stuck_alerted: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
+        self._outbox: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        topics = settings.topics
+        self.status_name = topics.parcel_status
+        self.milestones_name = topics.milestones
+        self.alerts_name = topics.alerts
+        self.dead_letter_name = topics.dead_letter
+        self.parcel_events_name = topics.name(PARCEL_EVENTS_BASE)
+        self.observations_name = topics.name(LANE_OBSERVATIONS_BASE)
         self._cache: dict[bytes, Stored] = {}
         self.cache_size = settings.state_cache_size
         topics = settings.topics
@@ -226,6 +234,8 @@ class TrackboneApp:
                     message.partition,
                     message.offset,
                 )
+            if self._outbox:
+                await self._flush_outbox()
 
     def handle(
         self,
@@ -355,16 +365,37 @@ class TrackboneApp:
         estimate = self.eta.estimate(state)
         return avro.status_from_state(state, None if estimate is None else estimate.status_fields())
 
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._outbox.append((topic, key, value, headers))
+
+    async def _flush_outbox(self) -> None:
+        """Hand outputs straight to the Kafka client.
+
+        Faust's per-message buffer costs more than the fold; Faust flushes this same
+        client before it commits an offset, so at-least-once still holds.
+        """
+        producer = self.app.producer._ensure_producer()
+        outbox, self._outbox = self._outbox, []
+        for topic, key, value, headers in outbox:
+            await producer.send(topic, value, key=key, headers=headers or None)
+
     def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs, source_ts: int) -> None:
         """Send a step's outputs; ``source_ts`` (the input's Kafka time) measures latency."""
         stamp = ("source_ts", str(source_ts).encode())
         version = str(state.version).encode()
         if outputs.status is not None:
-            self.status_topic.send_soon(
-                key=key, value=avro.encode_status(outputs.status), headers=[stamp]
+            self._send(
+                self.status_name, key=key, value=avro.encode_status(outputs.status), headers=[stamp]
             )
         elif outputs.tombstone:
-            self.status_topic.send_soon(
+            self._send(
+                self.status_name,
                 key=key,
                 value=None,
                 headers=[
@@ -374,16 +405,17 @@ class TrackboneApp:
                 ],
             )
         if outputs.milestone is not None:
-            self.milestones_topic.send_soon(key=key, value=orjson.dumps(outputs.milestone))
+            self._send(self.milestones_name, key=key, value=orjson.dumps(outputs.milestone))
         for obs_key, obs_value in outputs.observations:
-            self.eta.topic.send_soon(key=obs_key, value=obs_value)
+            self._send(self.observations_name, key=obs_key, value=obs_value)
         for alert in outputs.alerts:
-            self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
+            self._send(self.alerts_name, key=key, value=orjson.dumps(alert))
             self.metrics.alerts.labels(alert["alert"]).inc()
         if self.sink_enabled:
             for op, events in ((b"add", outputs.added), (b"remove", outputs.removed)):
                 for ev in events:
-                    self.parcel_events_topic.send_soon(
+                    self._send(
+                        self.parcel_events_name,
                         key=key,
                         value=avro.encode_event(ev),
                         headers=[("op", op), ("version", version), stamp],
@@ -400,7 +432,8 @@ class TrackboneApp:
     ) -> None:
         """Park the original bytes with the reason and their origin; never raise."""
         self.metrics.dead_lettered.labels(reason.split(":", 1)[0]).inc()
-        self.dead_letter_topic.send_soon(
+        self._send(
+            self.dead_letter_name,
             key=key,
             value=value,
             headers=[

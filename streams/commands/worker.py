@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     )
-    logging.getLogger("faust").setLevel(args.loglevel.upper())
+    level = args.loglevel.upper()
+    for name in ("faust", "mode", "aiokafka", "kafka", "streams"):
+        # Faust's worker leaves some loggers at DEBUG: building those records cost more
+        # than the fold itself.
+        logging.getLogger(name).setLevel(level)
     try:
         worker = Worker(tb.app, loglevel=args.loglevel, quiet=True)
         worker.execute_from_commandline()
