@@ -122,6 +122,7 @@ class TrackboneApp:
         self.settings = settings
         self.metrics = Metrics()
         self.stream_time = 0
+        self.partition_time: dict[int, int] = {}
         self._stuck_alerted: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
         self._outbox: list[tuple[str, bytes | None, bytes | None, Any]] = []
@@ -266,6 +267,8 @@ class TrackboneApp:
             )
             return
         self.stream_time = max(self.stream_time, decoded.event_time)
+        if decoded.event_time > self.partition_time.get(partition, 0):
+            self.partition_time[partition] = decoded.event_time
         source_ts = int(timestamp * 1000) if timestamp else 0
         stored = self.load(key)
         result = fold_.step(stored.state, decoded, max_events=self.settings.max_events_per_parcel)
@@ -319,7 +322,8 @@ class TrackboneApp:
                         eta_p50_at=outputs.status["eta_p50"],
                     )
                 )
-            outputs.observations = observation_messages(before, state)
+            if self.settings.eta_enabled:
+                outputs.observations = observation_messages(before, state)
         elif result.changed and before is not None and before.event_count > 0:
             outputs.tombstone = True  # every event voided: the parcel leaves the outputs
         self.emit(key, state, outputs, source_ts)
@@ -345,6 +349,7 @@ class TrackboneApp:
     async def _forget_cached(self, *args: Any, **kwargs: Any) -> None:
         # Partitions moved: another worker may have changed what this one cached.
         self._cache.clear()
+        self.partition_time.clear()
 
     def at_risk(self, before: fold_.ParcelState | None, status: dict[str, Any]) -> bool:
         """Edge-triggered: the chance of meeting the promise just fell below the threshold."""
@@ -362,7 +367,7 @@ class TrackboneApp:
         )
 
     def status_of(self, state: fold_.ParcelState) -> dict[str, Any]:
-        estimate = self.eta.estimate(state)
+        estimate = self.eta.estimate(state) if self.settings.eta_enabled else None
         return avro.status_from_state(state, None if estimate is None else estimate.status_fields())
 
     def _send(
@@ -448,11 +453,15 @@ class TrackboneApp:
 
     async def detect_stuck_parcels(self) -> None:
         """Alert on parcels silent for too long, in stream time; emits, never writes tables."""
-        threshold = self.stream_time - int(self.settings.stuck_after_hours * 3_600_000)
-        if self.stream_time == 0:
+        if not self.partition_time:
             return
+        # The slowest partition's time: a backlog on one partition must not make the
+        # parcels of the others look silent.
+        watermark = min(self.partition_time.values())
+        threshold = watermark - int(self.settings.stuck_after_hours * 3_600_000)
         for key, value in list(self.states.items()):
-            state = Stored.decode(value).state
+            cached = self._cache.get(key)
+            state = (cached if cached is not None else Stored.decode(value)).state
             if state is None or state.event_count == 0 or state.milestone in _TERMINAL:
                 continue
             last = state.last_event_time or 0
@@ -462,7 +471,7 @@ class TrackboneApp:
             alert = _alert(
                 "PARCEL_STUCK",
                 state,
-                self.stream_time,
+                watermark,
                 last_event_at=last,
             )
             self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))

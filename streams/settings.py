@@ -101,6 +101,8 @@ class Settings:
     table_store: str = "rocksdb://"
     state_cache_size: int = 200_000
     session_timeout_s: float = 30.0
+    eta_enabled: bool = True
+    """False: no ETA estimates or lane learning (to measure what they cost)."""
     """How long a crashed worker holds its partitions before the group takes them over."""
     """Decoded parcel states kept in memory per worker (write-through to the table)."""
 
@@ -155,6 +157,8 @@ class Settings:
         for var, attr in paths.items():
             if (value := get(var)) is not None:
                 kwargs[attr] = Path(value).expanduser()
+        if (value := get("ETA")) is not None:
+            kwargs["eta_enabled"] = value.lower() not in ("0", "false", "off", "no")
         for conv, table in ((int, ints), (float, floats)):
             for var, attr in table.items():
                 if (value := get(var)) is not None:
