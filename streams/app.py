@@ -385,7 +385,7 @@ class TrackboneApp:
         Faust's per-message buffer costs more than the fold; Faust flushes this same
         client before it commits an offset, so at-least-once still holds.
         """
-        producer = self.app.producer._ensure_producer()
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
         outbox, self._outbox = self._outbox, []
         for topic, key, value, headers in outbox:
             await producer.send(topic, value, key=key, headers=headers or None)
