@@ -31,8 +31,7 @@ from faust.web import Request, Response, View
 
 from projections import fold as fold_
 from projections.events import Event
-from projections.jsonform import InvalidEvent, format_time
-from projections.validation import validate_event
+from projections.jsonform import format_time
 from streams import avro, faust_fixes
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring, observation_messages
 from streams.metrics import Metrics
@@ -251,9 +250,9 @@ class TrackboneApp:
         metrics.events_in.inc()
         self.positions[(topic, partition)] = offset
         try:
+            # The codec also enforces what Avro cannot (id alphabet, ranges, countries).
             decoded = avro.decode_event(value or b"")
-            validate_event(decoded)
-        except (avro.DecodeError, InvalidEvent) as exc:
+        except avro.DecodeError as exc:
             self.dead_letter(key, value, f"invalid: {exc}", topic, partition, offset)
             return
         if key is None or key.decode("utf-8", "replace") != decoded.parcel_id:

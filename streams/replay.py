@@ -31,8 +31,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections import fold as fold_
-from projections.jsonform import InvalidEvent
-from projections.validation import validate_event
 from streams import avro
 from streams.settings import Settings
 
@@ -90,7 +88,6 @@ class ReplayFold:
         states = self.states
         get = states.get
         decode = avro.decode_event
-        validate = validate_event
         step = fold_.step
         applied_outcome = fold_.Outcome.APPLIED
         duplicate_outcome = fold_.Outcome.DUPLICATE
@@ -99,9 +96,8 @@ class ReplayFold:
         for _ts, _topic, _offset, key, value in items:
             records += 1
             try:
-                event = decode(value or b"")
-                validate(event)
-            except (avro.DecodeError, InvalidEvent):
+                event = decode(value or b"")  # also enforces the contract's limits
+            except avro.DecodeError:
                 self._dead("invalid")
                 continue
             parcel_id = event.parcel_id
