@@ -54,6 +54,8 @@ class Stored:
 
     state: fold_.ParcelState | None
     high_water: list[int]
+    on_time_probability: float | None = None
+    """Of the last status sent (memory only): makes the at-risk alert edge-triggered."""
 
     def encode(self) -> bytes:
         assert self.state is not None
@@ -296,7 +298,8 @@ class TrackboneApp:
         state = result.state
         assert state is not None
         stored.high_water[index] = max(stored.high_water[index], offset)
-        self.store(key, Stored(state, stored.high_water))
+        updated = Stored(state, stored.high_water)
+        self.store(key, updated)
         before = stored.state
         outputs = Outputs(added=result.added, removed=result.removed)
         if result.changed and state.event_count > 0:
@@ -310,7 +313,8 @@ class TrackboneApp:
                     "version": state.version,
                 }
             outputs.alerts = alerts_for(before, state, decoded.event_time)
-            if self.at_risk(before, outputs.status):
+            updated.on_time_probability = outputs.status["on_time_probability"]
+            if self.at_risk(stored, outputs.status):
                 outputs.alerts.append(
                     _alert(
                         "PROMISE_AT_RISK",
@@ -350,20 +354,20 @@ class TrackboneApp:
         self._cache.clear()
         self.partition_time.clear()
 
-    def at_risk(self, before: fold_.ParcelState | None, status: dict[str, Any]) -> bool:
+    def at_risk(self, stored: Stored, status: dict[str, Any]) -> bool:
         """Edge-triggered: the chance of meeting the promise just fell below the threshold."""
         threshold = self.settings.promise_risk_threshold
         probability = status.get("on_time_probability")
         if probability is None or probability >= threshold:
             return False
+        before = stored.state
         if before is None or before.event_count == 0:
             return True
-        previous = self.eta.estimate(before)
-        return (
-            previous is None
-            or previous.on_time_probability is None
-            or (previous.on_time_probability >= threshold)
-        )
+        previous = stored.on_time_probability
+        if previous is None:  # not in memory (restart, rebalance): estimate it again
+            estimate = self.eta.estimate(before)
+            previous = None if estimate is None else estimate.on_time_probability
+        return previous is None or previous >= threshold
 
     def status_of(self, state: fold_.ParcelState) -> dict[str, Any]:
         estimate = self.eta.estimate(state) if self.settings.eta_enabled else None

@@ -63,20 +63,26 @@ def _observations(value: bytes) -> tuple[bytes, int, list[eta.Observation]]:
 
 
 class TableIndex:
-    """An ``eta.StatsSource`` reading the global table, decoding each value once."""
+    """An ``eta.StatsSource`` over the global table, re-read at most every ``ttl_s``.
 
-    def __init__(self, table: Any) -> None:
+    The table changes once per learning batch (``WITHIN_S``), while every parcel event
+    asks for up to four levels: reading the store each time cost more than estimating.
+    """
+
+    def __init__(self, table: Any, ttl_s: float = WITHIN_S) -> None:
         self.table = table
-        self._keys: dict[eta.LevelKey, bytes] = {}
+        self.ttl_s = ttl_s
+        self._stats: dict[eta.LevelKey, tuple[float, eta.LaneStats | None]] = {}
 
     def sketch(self, level: eta.LevelKey, milestone: str) -> eta.Sketch | None:
-        key = self._keys.get(level)
-        if key is None:
-            key = self._keys[level] = eta.encode_level_key(level).encode()
-        data = self.table.get(key)
-        if not data:
-            return None
-        return eta.from_bytes_cached(data).sketches.get((level, milestone))
+        now = time.monotonic()
+        cached = self._stats.get(level)
+        if cached is None or cached[0] < now:
+            data = self.table.get(eta.encode_level_key(level).encode())
+            cached = (now + self.ttl_s, eta.from_bytes_cached(data) if data else None)
+            self._stats[level] = cached
+        stats = cached[1]
+        return None if stats is None else stats.sketches.get((level, milestone))
 
 
 class EtaWiring:
