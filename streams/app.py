@@ -1,11 +1,10 @@
 """The Faust application: thin agents around the pure fold.
 
 One agent consumes the five contract input topics (all keyed by ``parcel_id``, so
-a parcel lives on one partition) and, per message: decodes, validates, ``step``s
-the stored state, stores it, and emits outputs. Everything that is not a valid,
-new event ends in the dead-letter topic with a reason, so that every input is
-accounted for: ``in + duplicates = applied + dead_lettered`` per the metrics
-(duplicates are counted once as input and once as duplicate).
+a parcel lives on one partition) and, per message: decodes (the codec enforces the
+contract), ``step``s the stored state, stores it, and emits outputs. Everything that
+is neither applied nor a duplicate ends in the dead-letter topic with a reason, so
+every input is accounted for: ``events_in = applied + duplicates + dead_lettered``.
 
 Delivery is at-least-once with ``concurrency=1``. Faust flushes the producer
 (changelog and outputs) before it commits an offset. A crash between writing and
@@ -31,7 +30,7 @@ from faust.web import Request, Response, View
 
 from projections import fold as fold_
 from projections.events import Event
-from projections.jsonform import format_time
+from projections.jsonform import PARCEL_ID_RE, event_to_json, format_time
 from streams import avro, faust_fixes
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring, observation_messages
 from streams.metrics import Metrics
@@ -525,7 +524,7 @@ class TrackboneApp:
         self.app.page("/metrics")(MetricsView)
 
     def parcel_response(self, view: View, parcel_id: str) -> Response:
-        if not fold_is_valid_id(parcel_id):
+        if PARCEL_ID_RE.fullmatch(parcel_id) is None:
             return view.json(
                 {"error": "malformed parcel id: must be 1..64 characters of [A-Za-z0-9_-]"},
                 status=400,
@@ -537,7 +536,7 @@ class TrackboneApp:
         body = fold_.state_to_json(state)
         body |= {k: v for k, v in self.status_of(state).items() if k.startswith("eta_")}
         body["version"] = state.version
-        body["timeline"] = [timeline_entry(ev) for ev in state.timeline()]
+        body["timeline"] = [event_to_json(ev) for ev in state.timeline()]
         return view.json(body)
 
     def readonly_query(self, body: object) -> tuple[int, dict[str, Any]]:
@@ -561,18 +560,6 @@ class TrackboneApp:
             position = self.positions.get((tp.topic, tp.partition))
             lag = high - (position + 1 if position is not None else 0)
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
-
-
-def fold_is_valid_id(parcel_id: str) -> bool:
-    from projections.jsonform import PARCEL_ID_RE
-
-    return PARCEL_ID_RE.fullmatch(parcel_id) is not None
-
-
-def timeline_entry(event: Event) -> dict[str, Any]:
-    from projections.jsonform import event_to_json
-
-    return event_to_json(event)
 
 
 def all_topics(settings: Settings) -> Iterable[str]:
