@@ -33,22 +33,16 @@ import math
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from load.worker_process import WorkerError, WorkerProcess, worker_env
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -311,127 +305,46 @@ def profile_raw(bootstrap: str, settings: Settings, out_dir: Path) -> dict[str, 
 # --- the worker ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Worker(WorkerProcess):
+    """One `trackbone worker` on its own prefix, app id, port and data dir.
 
-
-def http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
-    data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    try:
-        return status, orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return status, raw.decode("utf-8", "replace")
-
-
-class Worker:
-    """One `trackbone worker` subprocess on its own prefix, app id, port and data dir."""
+    The operator's other TRACKBONE_* knobs (sink batching, store...) apply to it. Its
+    readings return None instead of raising, so a slow worker reads as "not yet".
+    """
 
     def __init__(self, bootstrap: str, prefix: str, work_dir: Path, settings: Settings) -> None:
-        self.port = free_port()
-        self.data_dir = work_dir / f"worker-{self.port}"
-        self.log_path = work_dir / f"worker-{self.port}.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKBONE_")}
-        self.env |= {
-            "TRACKBONE_KAFKA_BOOTSTRAP": bootstrap,
-            "TRACKBONE_TOPIC_PREFIX": prefix,
-            "TRACKBONE_APP_ID": f"bench-{uuid.uuid4().hex[:12]}",
-            "TRACKBONE_PARTITIONS": str(settings.partitions),
-            "PYTHONUNBUFFERED": "1",
-        }
+        name = f"worker-{uuid.uuid4().hex[:8]}"
+        operator = {k: v for k, v in os.environ.items() if k.startswith("TRACKBONE_")}
+        env = worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:12]}")
+        env |= {k: v for k, v in operator.items() if k not in env}
+        env["TRACKBONE_PARTITIONS"] = str(settings.partitions)
         if settings.kafka_home:
-            self.env["TRACKBONE_KAFKA_HOME"] = str(settings.kafka_home)
-        # Deployment knobs the operator set (sink batching, store...) apply to the worker.
-        for key, value in os.environ.items():
-            if key.startswith("TRACKBONE_") and key not in self.env:
-                self.env[key] = value
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+            env["TRACKBONE_KAFKA_HOME"] = str(settings.kafka_home)
+        super().__init__(env, work_dir / name, log=work_dir / f"{name}.log")
 
     def start(self, timeout_s: float = 120.0) -> Worker:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable, "-m", "streams.cli", "worker",
-            "--web-port", str(self.port), "--data-dir", str(self.data_dir),
-        ]  # fmt: skip
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError):
-                if http("GET", self.url + "/health", timeout=1)[0] == 200:
-                    return self
-            time.sleep(0.2)  # poll interval of a deadline-bounded wait
-        raise RuntimeError(f"worker not healthy after {timeout_s:.0f} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        super().start(timeout_s)
+        return self
 
     def metrics(self) -> dict[str, float] | None:
         try:
-            status, body = http("GET", self.url + "/metrics", timeout=2)
-        except OSError:
+            return self.client.metrics()
+        except (OSError, WorkerError):
             return None
-        if status != 200 or not isinstance(body, str):
-            return None
-        totals: dict[str, float] = {}
-        for line in body.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name_labels, _, value = line.rpartition(" ")
-            name = name_labels.split("{", 1)[0]
-            with contextlib.suppress(ValueError):
-                totals[name] = totals.get(name, 0.0) + float(value)
-        return totals
 
     def clickhouse_count(self) -> int | None:
         """Rows of `parcel_state FINAL` through the worker's query endpoint; None: unavailable."""
-        sql = {"sql": "SELECT count() FROM parcel_state FINAL", "params": {}}
         try:
-            status, body = http("POST", self.url + "/query", sql, timeout=5)
-        except OSError:
+            rows = self.client.query("SELECT count() AS n FROM parcel_state FINAL")
+        except (OSError, WorkerError, KeyError):
             return None
-        if status != 200 or not isinstance(body, dict) or not body.get("rows"):
-            return None
-        return int(body["rows"][0][0])
+        return int(rows[0]["n"]) if rows else None
 
     def stats(self) -> dict[str, Any] | None:
         try:
-            status, body = http("GET", self.url + "/stats", timeout=10)
-        except OSError:
+            return self.client.stats()
+        except (OSError, WorkerError):
             return None
-        return body if status == 200 and isinstance(body, dict) else None
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
 
 
 def _comparable(status: dict[str, Any]) -> dict[str, Any]:

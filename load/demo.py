@@ -21,11 +21,8 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,9 +30,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-import orjson
-
 from load.simulator import Scenario, SimEvent, simulate
+from load.worker_process import WorkerClient, WorkerError, WorkerProcess, worker_env
 from projections.jsonform import parse_time
 from projections.milestones import CUSTOMS_MILESTONE, FORWARD_RANK, SCAN_MILESTONE, Milestone
 from streams.settings import Settings
@@ -52,8 +48,8 @@ FLUSH_EVERY_S = 0.1
 """Paced production: send what the token bucket released at least this often."""
 
 
-class DemoError(RuntimeError):
-    """A step of the demo failed; the message says which and what to look at."""
+DemoError = WorkerError
+"""A step of the demo failed; the message says which and what to look at."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,203 +70,17 @@ class DemoConfig:
 # --------------------------------------------------------------------------- HTTP client
 
 
-class WorkerClient:
-    """The worker's HTTP API, as the demo (or any downstream app) would call it."""
-
-    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def _call(self, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            self.url + path,
-            data=body,
-            headers={"Content-Type": "application/json"} if body is not None else {},
-            method="POST" if body is not None else "GET",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                return int(resp.status), resp.read()
-        except urllib.error.HTTPError as err:
-            return int(err.code), err.read()
-
-    def health(self) -> bool:
-        try:
-            status, _ = self._call("/health")
-        except OSError:
-            return False
-        return status == 200
-
-    def stream_time(self) -> int | None:
-        status, body = self._call("/health")
-        if status != 200:
-            return None
-        value = orjson.loads(body).get("stream_time")
-        return parse_time(value, "stream_time") if value else None
-
-    def metrics(self) -> dict[str, float]:
-        """Prometheus text -> totals per metric name (labels summed) plus labelled samples."""
-        status, body = self._call("/metrics")
-        if status != 200:
-            raise DemoError(f"GET /metrics answered {status}")
-        return parse_metrics(body.decode())
-
-    def sink_rows(self) -> int:
-        """Rows the worker's ClickHouse sink has written (from ``GET /stats``)."""
-        status, body = self._call("/stats")
-        if status != 200:
-            raise DemoError(f"GET /stats answered {status}")
-        return int((orjson.loads(body).get("sink") or {}).get("rows_written") or 0)
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        payload = orjson.dumps({"sql": sql, "params": dict(params or {})})
-        status, body = self._call("/query", payload)
-        answer = orjson.loads(body) if body else {}
-        if status != 200:
-            raise DemoError(f"POST /query answered {status}: {answer.get('error', answer)}")
-        columns = answer["columns"]
-        return [dict(zip(columns, row, strict=True)) for row in answer["rows"]]
-
-    def parcel(self, parcel_id: str) -> dict[str, Any] | None:
-        status, body = self._call(f"/parcels/{parcel_id}")
-        if status == 404:
-            return None
-        if status != 200:
-            raise DemoError(f"GET /parcels/{parcel_id} answered {status}: {body[:200]!r}")
-        result: dict[str, Any] = orjson.loads(body)
-        return result
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Sum each metric over its labels; ``name{label="x"}`` keys keep the labelled values."""
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        name_labels, _, value = line.rpartition(" ")
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        name = name_labels.split("{", 1)[0]
-        totals[name] = totals.get(name, 0.0) + number
-        if "{" in name_labels:
-            totals[name_labels] = number
-    return totals
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    from streams.broker import free_port as broker_free_port
-
-    return broker_free_port()
-
-
-class WorkerSubprocess:
-    """One `trackbone worker` child with its own data dir, port and log file."""
-
-    def __init__(self, settings: Settings, bootstrap: str, data_dir: Path) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.log = data_dir / "worker.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.client = WorkerClient(f"http://127.0.0.1:{self.port}")
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKBONE_")}
-        keep = ("TRACKBONE_KAFKA_HOME", "TRACKBONE_PARTITIONS", "TRACKBONE_KAFKA_VERSION")
-        env |= {k: os.environ[k] for k in keep if k in os.environ}
-        env |= {
-            "TRACKBONE_KAFKA_BOOTSTRAP": self.bootstrap,
-            "TRACKBONE_TOPIC_PREFIX": self.settings.topic_prefix,
-            "TRACKBONE_APP_ID": self.settings.app_id,
-            "TRACKBONE_PARTITIONS": str(self.settings.partitions),
-            "PYTHONUNBUFFERED": "1",
-        }
-        return env
-
-    def start(self, deadline_s: float = HEALTH_TIMEOUT_S) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "worker",
-            "--web-port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                env=self.env(),
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the demo, which stops it cleanly
-            )
-        wait_until(self._healthy, deadline_s, f"the worker on port {self.port} to answer /health")
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise DemoError(
-                f"the worker exited with code {self.proc.returncode} during start-up; "
-                f"{self.log} ends with:\n{self.tail()}"
-            )
-        return self.client.health()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout_s: float = 60.0) -> int | None:
-        """SIGTERM (Faust shuts down cleanly), SIGKILL of its group after the deadline."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-        return proc.returncode
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25
-) -> Any:
-    """Poll ``condition`` until truthy; DemoError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = condition()
-        except DemoError:
-            raise
-        except Exception as exc:  # a connection refused while starting, etc.
-            last_error = exc
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise DemoError(f"timed out after {timeout_s:.0f} s waiting for {what}{detail}")
-        time.sleep(every_s)  # poll interval, not a synchronisation
+def demo_worker(settings: Settings, bootstrap: str, data_dir: Path) -> WorkerProcess:
+    """The demo's worker: its run's prefix and app id; the operator's Kafka knobs kept."""
+    keep = ("TRACKBONE_KAFKA_HOME", "TRACKBONE_KAFKA_VERSION")
+    env = worker_env(
+        bootstrap,
+        settings.topic_prefix,
+        settings.app_id,
+        TRACKBONE_PARTITIONS=str(settings.partitions),
+        **{k: os.environ[k] for k in keep if k in os.environ},
+    )
+    return WorkerProcess(env, data_dir, log=data_dir / "worker.log")
 
 
 # --------------------------------------------------------------------------- producing
@@ -1155,7 +965,7 @@ class Demo:
         self.out = sys.stdout if out is None else out
         self.err = sys.stderr if err is None else err
         self.broker: Any = None
-        self.worker: WorkerSubprocess | None = None
+        self.worker: WorkerProcess | None = None
         self.bootstrap: str | None = None
         self.started = time.monotonic()
         self.charts: list[Path] = []
@@ -1209,7 +1019,7 @@ class Demo:
 
         asyncio.run(ensure_contract_topics(self.settings, self.bootstrap))
         self.say(f"topics: prefix {self.settings.topic_prefix!r}, app id {self.settings.app_id}")
-        self.worker = WorkerSubprocess(self.settings, self.bootstrap, self.data_dir / "worker")
+        self.worker = demo_worker(self.settings, self.bootstrap, self.data_dir / "worker")
         self.say(f"worker: starting with embedded ClickHouse under {self.worker.data_dir}...")
         self.worker.start()
         self.say(f"worker: healthy at {self.worker.client.url} (log {self.worker.log})")

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ from projections.events import Event
 from projections.jsonform import PARCEL_ID_RE, event_to_json, format_time
 from streams import avro, faust_fixes
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring, observation_messages
+from streams.kafka_io import ensure_contract_topics, ensure_topics
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.sink_runner import SinkRunner
@@ -164,11 +164,6 @@ class TrackboneApp:
         )
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
         self.inputs = self.app.topic(*topics.inputs, **raw)
-        self.status_topic = self.app.topic(topics.parcel_status, compacting=True, **raw)
-        self.milestones_topic = self.app.topic(topics.milestones, **raw)
-        self.alerts_topic = self.app.topic(topics.alerts, **raw)
-        self.dead_letter_topic = self.app.topic(topics.dead_letter, **raw)
-        self.parcel_events_topic = self.app.topic(topics.name(PARCEL_EVENTS_BASE), **raw)
         self.topic_index = {name: i for i, name in enumerate(topics.inputs)}
         self.states = self.app.Table(
             "parcel-state",
@@ -476,8 +471,10 @@ class TrackboneApp:
                 watermark,
                 last_event_at=last,
             )
-            self.alerts_topic.send_soon(key=key, value=orjson.dumps(alert))
+            self._send(self.alerts_name, key, orjson.dumps(alert))
             self.metrics.alerts.labels("PARCEL_STUCK").inc()
+        if self._outbox:
+            await self._flush_outbox()
 
     # --- web -------------------------------------------------------------------------
 
@@ -562,13 +559,15 @@ class TrackboneApp:
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
 
 
-def all_topics(settings: Settings) -> Iterable[str]:
-    topics = settings.topics
-    return (
-        *topics.inputs,
-        topics.parcel_status,
-        topics.milestones,
-        topics.alerts,
-        topics.dead_letter,
-        topics.name(PARCEL_EVENTS_BASE),
+async def ensure_worker_topics(settings: Settings, bootstrap: str) -> None:
+    """The contract's topics, plus the internal ones this app reads and writes."""
+    await ensure_contract_topics(settings, bootstrap)
+    await ensure_topics(bootstrap, [settings.topics.name(PARCEL_EVENTS_BASE)], settings.partitions)
+    # Lane statistics live in one partition: a global table read by every worker.
+    lane_changelog = f"{settings.app_id}-lane-stats-changelog"
+    await ensure_topics(
+        bootstrap,
+        [settings.topics.name(LANE_OBSERVATIONS_BASE), lane_changelog],
+        1,
+        compacted=[lane_changelog],
     )

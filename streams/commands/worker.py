@@ -59,27 +59,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
-    from streams.app import TrackboneApp, all_topics
+    from streams.app import TrackboneApp, ensure_worker_topics
     from streams.broker import resolve_bootstrap
-    from streams.eta_stream import LANE_OBSERVATIONS_BASE
-    from streams.kafka_io import ensure_contract_topics, ensure_topics
 
     settings = settings_from(args)
     bootstrap = resolve_bootstrap(settings)
-    asyncio.run(ensure_contract_topics(settings, bootstrap))
-    asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions))
-    # Lane statistics live in one partition: a global table read by every worker.
-    asyncio.run(
-        ensure_topics(
-            bootstrap,
-            [
-                settings.topics.name(LANE_OBSERVATIONS_BASE),
-                f"{settings.app_id}-lane-stats-changelog",
-            ],
-            1,
-            compacted=[f"{settings.app_id}-lane-stats-changelog"],
-        )
-    )
+    asyncio.run(ensure_worker_topics(settings, bootstrap))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_sink:
         from streams.clickhouse.client import connect, database_name

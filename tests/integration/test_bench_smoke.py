@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.harness import REPO, worker_env
+from load.worker_process import REPO
+from tests.harness import worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO
+from load.worker_process import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from load.worker_process import REPO
 from projections.events import Event, Location, ParcelHandedOver, ParcelScanned, Scan
 from projections.fold import Outcome, ParcelState, state_to_json, step
 from projections.jsonform import parse_event
@@ -19,7 +20,7 @@ from streams.kafka_io import BatchSender, ensure_contract_topics, make_producer
 from streams.replay import replay
 from streams.settings import Settings
 from tests import mixed_input
-from tests.harness import REPO, WorkerProcess, produce_raw, read_topic, worker_env
+from tests.harness import WorkerProcess, produce_raw, read_topic, worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from load.worker_process import REPO
 from streams.avro import decode_status
 from streams.status import status_to_json
 from tests import mixed_input
-from tests.harness import REPO, WorkerProcess, http_get, produce_raw, read_topic, worker_env
+from tests.harness import WorkerProcess, http_get, produce_raw, read_topic, worker_env
 
 pytestmark = pytest.mark.integration
 
