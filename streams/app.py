@@ -17,6 +17,7 @@ downstream (compacted status keyed by parcel, versioned ClickHouse rows).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 import time
@@ -25,6 +26,8 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.structs import RecordMetadata
+from faust.types.stores import StoreT
 from faust.web import Request, Response, View
 
 from projections import fold as fold_
@@ -34,6 +37,7 @@ from streams import avro, faust_fixes
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring, observation_messages
 from streams.kafka_io import ensure_contract_topics, ensure_topics
 from streams.metrics import Metrics
+from streams.outbox import Outbox
 from streams.settings import Settings
 from streams.sink_runner import SinkRunner
 
@@ -125,7 +129,6 @@ class TrackboneApp:
         self.partition_time: dict[int, int] = {}
         self._stuck_alerted: dict[str, int] = {}
         self.positions: dict[tuple[str, int], int] = {}
-        self._outbox: list[tuple[str, bytes | None, bytes | None, Any]] = []
         topics = settings.topics
         self.status_name = topics.parcel_status
         self.milestones_name = topics.milestones
@@ -171,6 +174,13 @@ class TrackboneApp:
             key_type=bytes,
             value_type=bytes,
         )
+        self.changelog_name = self.states.changelog_topic.get_topic_name()
+        self.outbox = Outbox(
+            lambda: self.app.producer._ensure_producer(),  # type: ignore[attr-defined]
+            linger_s=settings.output_linger_s,
+        )
+        self.outbox.on_sent(self.changelog_name, self._changelog_stored)
+        self.app.task(self.outbox.run_linger)
         self.app.agent(self.inputs, name="fold_parcel_events", concurrency=1)(
             self.fold_parcel_events
         )
@@ -207,6 +217,7 @@ class TrackboneApp:
 
     async def fold_parcel_events(self, stream: faust.StreamT) -> None:
         """Decode, fold, store, emit: one input message at a time."""
+        self._install_outbox()
         async for event in stream.events():
             message = event.message
             try:
@@ -230,8 +241,22 @@ class TrackboneApp:
                     message.partition,
                     message.offset,
                 )
-            if self._outbox:
-                await self._flush_outbox()
+            await self.outbox.maybe_drain()
+
+    def _install_outbox(self) -> None:
+        """Faust flushes its producer before committing offsets: drain the outbox first."""
+        producer = self.app.producer
+        if getattr(producer, "_trackbone_outbox", None) is self.outbox:
+            return
+        original = producer.flush
+        producer.flush = functools.partial(self.outbox.flush_with, original)  # type: ignore[method-assign]
+        producer._trackbone_outbox = self.outbox  # type: ignore[attr-defined]
+
+    def _changelog_stored(self, metadata: RecordMetadata, count: int) -> None:
+        """What Faust's own changelog callback does: recovery starts after this offset."""
+        last = metadata.offset + count - 1
+        store: StoreT = self.states.data  # type: ignore[assignment]
+        store.set_persisted_offset(metadata.topic_partition, last)
 
     def handle(
         self,
@@ -272,7 +297,7 @@ class TrackboneApp:
             metrics.duplicates.inc()
             if offset <= stored.high_water[index] and stored.state is not None:
                 # Re-delivered after a crash: make sure what it wrote reached Kafka.
-                self.store(key, stored)
+                self.store(key, stored, partition)
                 if stored.state.event_count > 0:
                     self.emit(
                         key, stored.state, Outputs(status=self.status_of(stored.state)), source_ts
@@ -293,7 +318,7 @@ class TrackboneApp:
         assert state is not None
         stored.high_water[index] = max(stored.high_water[index], offset)
         updated = Stored(state, stored.high_water)
-        self.store(key, updated)
+        self.store(key, updated, partition)
         before = stored.state
         outputs = Outputs(added=result.added, removed=result.removed)
         if result.changed and state.event_count > 0:
@@ -334,9 +359,15 @@ class TrackboneApp:
             stored = Stored.decode(self.states.get(key))
         return stored
 
-    def store(self, key: bytes, stored: Stored) -> None:
-        """Write through: the table (and its changelog) always holds what the cache holds."""
-        self.states[key] = stored.encode()
+    def store(self, key: bytes, stored: Stored, partition: int) -> None:
+        """Write through: the table (and its changelog) always holds what the cache holds.
+
+        The changelog record goes through the outbox, not Faust's per-record send
+        (which costs more than the whole fold); same topic, partition and bytes.
+        """
+        encoded = stored.encode()
+        self.states.data[key] = encoded
+        self.outbox.add(self.changelog_name, key, encoded, partition=partition)
         cache = self._cache
         cache.pop(key, None)
         cache[key] = stored
@@ -374,18 +405,7 @@ class TrackboneApp:
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        self._outbox.append((topic, key, value, headers))
-
-    async def _flush_outbox(self) -> None:
-        """Hand outputs straight to the Kafka client.
-
-        Faust's per-message buffer costs more than the fold; Faust flushes this same
-        client before it commits an offset, so at-least-once still holds.
-        """
-        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        outbox, self._outbox = self._outbox, []
-        for topic, key, value, headers in outbox:
-            await producer.send(topic, value, key=key, headers=headers or None)
+        self.outbox.add(topic, key, value, headers)
 
     def emit(self, key: bytes, state: fold_.ParcelState, outputs: Outputs, source_ts: int) -> None:
         """Send a step's outputs; ``source_ts`` (the input's Kafka time) measures latency."""
@@ -473,8 +493,7 @@ class TrackboneApp:
             )
             self._send(self.alerts_name, key, orjson.dumps(alert))
             self.metrics.alerts.labels("PARCEL_STUCK").inc()
-        if self._outbox:
-            await self._flush_outbox()
+        await self.outbox.drain()
 
     # --- web -------------------------------------------------------------------------
 

@@ -100,11 +100,13 @@ class Settings:
     sink_max_pending_batches: int = 4
     table_store: str = "rocksdb://"
     state_cache_size: int = 200_000
+    """Decoded parcel states kept in memory per worker (write-through to the table)."""
     session_timeout_s: float = 30.0
+    """How long a crashed worker holds its partitions before the group takes them over."""
+    output_linger_s: float = 0.005
+    """Longest an output record waits in the worker's outbox for a fuller batch."""
     eta_enabled: bool = True
     """False: no ETA estimates or lane learning (to measure what they cost)."""
-    """How long a crashed worker holds its partitions before the group takes them over."""
-    """Decoded parcel states kept in memory per worker (write-through to the table)."""
 
     @property
     def topics(self) -> Topics:
@@ -150,6 +152,7 @@ class Settings:
             "PROMISE_RISK_THRESHOLD": "promise_risk_threshold",
             "SINK_FLUSH_S": "sink_flush_s",
             "SESSION_TIMEOUT_S": "session_timeout_s",
+            "OUTPUT_LINGER_S": "output_linger_s",
         }
         for var, attr in text.items():
             if (value := get(var)) is not None:
