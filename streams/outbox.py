@@ -70,7 +70,14 @@ class Outbox:
         self._wakeup.set()
 
     async def drain(self) -> None:
-        """Submit everything queued so far to the Kafka client (not: wait for delivery)."""
+        """Submit everything queued so far to the Kafka client (not: wait for delivery).
+
+        Shielded: a caller cancelled at shutdown must not drop records it had already
+        taken from the queue, or the commit that follows would skip them.
+        """
+        await asyncio.shield(self._drain())
+
+    async def _drain(self) -> None:
         async with self._lock:
             pending, self._pending = self._pending, []
             self._wakeup.clear()
