@@ -82,7 +82,14 @@ class Outbox:
             pending, self._pending = self._pending, []
             self._wakeup.clear()
             if pending:
-                await self._submit(pending)
+                try:
+                    await self._submit(pending)
+                except BaseException:
+                    # Re-queue all of it: records already submitted go out twice, which
+                    # at-least-once allows; dropping the rest would let a commit skip them.
+                    self._pending[:0] = pending
+                    self._wakeup.set()
+                    raise
 
     async def flush_with(self, flush: Callable[[], Awaitable[None]]) -> None:
         """Drain, then run the client's own flush (which waits for delivery)."""
@@ -94,7 +101,11 @@ class Outbox:
         while True:
             await self._wakeup.wait()
             await asyncio.sleep(self.linger_s)
-            await self.drain()
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("outbox: handing records to Kafka failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
 
     async def maybe_drain(self) -> None:
         if len(self._pending) >= self.max_pending:
@@ -104,7 +115,6 @@ class Outbox:
         self, pending: list[tuple[str, bytes | None, bytes | None, Headers, int | None]]
     ) -> None:
         producer = self._producer()
-        cluster = producer.client.cluster
         partitioner = producer._partitioner
         partitions: dict[str, tuple[list[int], list[int]]] = {}
         by_key: dict[tuple[int, bytes], int] = {}
@@ -115,6 +125,7 @@ class Outbox:
                 known = partitions.get(topic)
                 if known is None:
                     await producer.client._wait_on_metadata(topic)
+                    cluster = producer.client.cluster
                     known = partitions[topic] = (
                         sorted(cluster.partitions_for_topic(topic) or ()),
                         sorted(cluster.available_partitions_for_topic(topic) or ()),
