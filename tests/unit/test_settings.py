@@ -1,0 +1,33 @@
+"""One settings object reads the environment: values, defaults and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.settings import Settings
+
+
+def test_environment_overrides_defaults() -> None:
+    settings = Settings.from_env(
+        {
+            "TRACKBONE_OUTPUT_LINGER_S": "0.02",
+            "TRACKBONE_PARTITIONS": "12",
+            "TRACKBONE_TOPIC_PREFIX": "t1.",
+            "TRACKBONE_DATA_DIR": "~/tb",
+            "TRACKBONE_ETA": "off",
+            "TRACKBONE_SESSION_TIMEOUT_S": "",  # empty means unset
+        }
+    )
+    assert settings.output_linger_s == 0.02
+    assert settings.partitions == 12
+    assert settings.topics.parcel_status == "t1.tracking.parcel-status"
+    assert settings.data_dir == Path("~/tb").expanduser()
+    assert settings.eta_enabled is False
+    assert settings.session_timeout_s == Settings().session_timeout_s
+
+
+def test_a_malformed_number_names_the_variable() -> None:
+    with pytest.raises(ValueError, match=r"TRACKBONE_OUTPUT_LINGER_S='soon' is not a valid float"):
+        Settings.from_env({"TRACKBONE_OUTPUT_LINGER_S": "soon"})
