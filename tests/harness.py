@@ -16,23 +16,17 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from load.worker_process import WorkerError, wait_until
 from load.worker_process import WorkerProcess as BaseWorkerProcess
 from load.worker_process import worker_env as base_worker_env
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.2) -> Any:
-    """Poll ``condition`` until truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:
-            last_exc = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+    """``wait_until`` for tests: a missed deadline is an assertion failure."""
+    try:
+        return wait_until(condition, timeout, what, every)
+    except WorkerError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, Any]:
@@ -68,6 +62,33 @@ def worker_env(bootstrap: str, prefix: str, app_id: str, **extra: str) -> dict[s
         app_id,
         **{"TRACKBONE_STUCK_CHECK_INTERVAL_S": "3600", "TRACKBONE_SESSION_TIMEOUT_S": "10"} | extra,
     )
+
+
+async def consume(
+    bootstrap: str, topics: list[str], expected: int, timeout_s: float = 60.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read the topics from the beginning until ``expected`` records (then one more poll)."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for part in batch.values():
+                records.extend(part)
+        # one more short poll: more records than sent would be a bug too
+        for part in (await consumer.getmany(timeout_ms=300)).values():
+            records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
 
 
 async def read_topic(

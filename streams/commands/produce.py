@@ -13,13 +13,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import IO
 
 import orjson
 
 from projections.events import Event
 from projections.jsonform import InvalidEvent, parse_event
+from streams.commands import kafka_target
 from streams.settings import Settings
 
 
@@ -106,18 +107,10 @@ async def produce_file(
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.broker import BrokerError, resolve_bootstrap
-
-    settings = Settings.from_env()
-    if args.topic_prefix is not None:
-        settings = replace(settings, topic_prefix=args.topic_prefix)
-    if args.bootstrap:
-        settings = replace(settings, kafka_bootstrap=args.bootstrap)
-    try:
-        bootstrap = resolve_bootstrap(settings)
-    except BrokerError as exc:
-        print(f"trackbone produce: {exc}", file=sys.stderr)
+    target = kafka_target(args, "produce")
+    if target is None:
         return 2
+    settings, bootstrap = target
     compression = None if args.compression == "none" else args.compression
     try:
         source = nullcontext(sys.stdin.buffer) if args.input == "-" else open(args.input, "rb")  # noqa: SIM115

@@ -27,6 +27,7 @@ from load.simulator import (
     truth_path,
     write_jsonl,
 )
+from streams.commands import kafka_target
 from streams.settings import Settings
 
 
@@ -315,18 +316,10 @@ def run(args: argparse.Namespace) -> int:
         print_summary(summary, time.perf_counter() - started)
         return 0
 
-    from streams.broker import BrokerError, resolve_bootstrap
-
-    settings = Settings.from_env()
-    if args.topic_prefix is not None:
-        settings = replace(settings, topic_prefix=args.topic_prefix)
-    if args.bootstrap:
-        settings = replace(settings, kafka_bootstrap=args.bootstrap)
-    try:
-        bootstrap = resolve_bootstrap(settings)
-    except BrokerError as exc:
-        print(f"trackbone simulate: {exc}", file=sys.stderr)
+    target = kafka_target(args, "simulate")
+    if target is None:
         return 2
+    settings, bootstrap = target
     truth_out = Path(args.truth) if args.truth else (truth_path(args.out) if args.out else None)
     try:
         summary = asyncio.run(

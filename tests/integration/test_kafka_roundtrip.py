@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.structs import ConsumerRecord
 
 from projections.events import Event
 from projections.jsonform import parse_event
@@ -22,6 +19,7 @@ from streams.avro import decode_event, topic_base_for
 from streams.cli import main
 from streams.kafka_io import ensure_topics
 from streams.settings import Topics
+from tests.harness import consume
 
 BASE_MS = 1_794_355_200_000  # 2026-11-11T00:00:00Z
 
@@ -94,32 +92,6 @@ def write_input(path: Path, events: list[dict[str, Any]]) -> dict[int, str]:
     lines.insert(20, "")  # blank lines are skipped, not rejected
     path.write_text("\n".join(lines) + "\n")
     return {n: reason for n, (_, reason) in bad.items()}
-
-
-async def consume(
-    bootstrap: str, topics: list[str], expected: int, timeout_s: float = 60.0
-) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for part in batch.values():
-                records.extend(part)
-        # one more short poll: more records than sent would be a bug too
-        for part in (await consumer.getmany(timeout_ms=300)).values():
-            records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def describe(bootstrap: str, topics: list[str]) -> tuple[dict[str, int], dict[str, str]]:

@@ -10,38 +10,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
 
 from load.simulator import GroundTruth, Scenario, simulate
 from projections.events import Event
 from streams.avro import decode_event, topic_base_for
 from streams.cli import main
 from streams.settings import Topics
-
-
-async def consume(
-    bootstrap: str, topics: list[str], expected: int, timeout_s: float = 90.0
-) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for part in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(part)
-        for part in (await consumer.getmany(timeout_ms=300)).values():
-            records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
+from tests.harness import consume
 
 
 async def test_simulate_produces_the_arrival_sequence_paced(
@@ -83,7 +58,9 @@ async def test_simulate_produces_the_arrival_sequence_paced(
     assert elapsed >= 0.8 * len(expected) / rate
 
     topics = Topics(prefix)
-    records = await consume(kafka_bootstrap, list(topics.inputs), expected=len(expected))
+    records = await consume(
+        kafka_bootstrap, list(topics.inputs), expected=len(expected), timeout_s=90.0
+    )
     assert len(records) == len(expected)
     got: Counter[Event] = Counter()
     per_partition_order: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
