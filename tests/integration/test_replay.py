@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from load.worker_process import REPO
 from projections.events import Event, Location, ParcelHandedOver, ParcelScanned, Scan
 from projections.fold import Outcome, ParcelState, state_to_json, step
 from projections.jsonform import parse_event
@@ -21,18 +18,9 @@ from streams.replay import replay
 from streams.settings import Settings
 from tests import mixed_input
 from tests.harness import WorkerProcess, produce_raw, read_topic, worker_env
+from tests.integration.test_worker_end_to_end import expected_fold
 
 pytestmark = pytest.mark.integration
-
-
-def fold_cli(path: Path) -> dict[str, dict]:
-    out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "fold", "--input", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return {row["parcel_id"]: row for row in map(orjson.loads, out.splitlines())}
 
 
 def step_in_file_order(lines: list[bytes]) -> dict[str, ParcelState]:
@@ -73,7 +61,7 @@ async def test_replay_equals_fold_of_the_same_input(
 
     expected = step_in_file_order(mixed.lines)
     assert result.states == expected  # whole states, compact logs and versions included
-    cli = fold_cli(path)
+    cli = expected_fold(path)
     assert {pid: state_to_json(s) for pid, s in result.visible().items()} == cli
     assert result.records == produced.sent + len(garbage)
     assert result.duplicates == mixed.duplicates
