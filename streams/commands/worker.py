@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--app-id", help="Faust app id = consumer group (env TRACKBONE_APP_ID)")
     parser.add_argument(
-        "--no-sink", action="store_true", help="do not run the ClickHouse sink in this worker"
+        "--no-sink",
+        action="store_true",
+        help="accepted for compatibility: the sink runs as `trackbone sink`",
     )
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
 
@@ -66,12 +68,7 @@ def run(args: argparse.Namespace) -> int:
     bootstrap = resolve_bootstrap(settings)
     asyncio.run(ensure_worker_topics(settings, bootstrap))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not args.no_sink:
-        from streams.clickhouse.client import connect, database_name
-        from streams.clickhouse.migrations import migrate
-
-        migrate(connect(settings), database_name(settings))
-    tb = TrackboneApp(settings, bootstrap, sink=not args.no_sink)
+    tb = TrackboneApp(settings, bootstrap)
     marker = settings.data_dir / "worker.json"
     marker.write_bytes(
         orjson.dumps(

@@ -1,0 +1,57 @@
+"""The worker's HTTP API: where is my parcel, health, metrics.
+
+``GET /parcels/{id}`` is answered by whichever worker owns the parcel's partition
+(Faust's ``table_route`` forwards the request there).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+
+from projections import core
+from projections import fold as fold_
+from projections.jsonform import PARCEL_ID_RE, event_to_json, format_time
+
+if TYPE_CHECKING:
+    from streams.app import TrackboneApp
+
+
+def register_views(owner: TrackboneApp) -> None:
+    app = owner.app
+
+    class ParcelView(View):
+        @app.table_route(table=owner.states, match_info="parcel_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, **kwargs: Any) -> Response:
+            return parcel_response(owner, self, kwargs["parcel_id"])
+
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "stream_time": format_time(owner.stream_time)})
+
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            owner.update_lag()
+            body, content_type = owner.metrics.render()
+            return self.bytes(body, content_type=content_type)
+
+    app.page("/parcels/{parcel_id}")(ParcelView)
+    app.page("/health")(HealthView)
+    app.page("/metrics")(MetricsView)
+
+
+def parcel_response(owner: TrackboneApp, view: View, parcel_id: str) -> Response:
+    if PARCEL_ID_RE.fullmatch(parcel_id) is None:
+        return view.json(
+            {"error": "malformed parcel id: must be 1..64 characters of [A-Za-z0-9_-]"},
+            status=400,
+        )
+    state = core.Stored.decode(owner.states.get(parcel_id.encode())).state
+    if state is None or state.event_count == 0:
+        return view.json({"error": f"unknown parcel {parcel_id}"}, status=404)
+    body = fold_.state_to_json(state)
+    body |= {k: v for k, v in owner.status_of(state).items() if k.startswith("eta_")}
+    body["version"] = state.version
+    body["timeline"] = [event_to_json(ev) for ev in state.timeline()]
+    return view.json(body)
