@@ -49,27 +49,41 @@ async def test_two_workers_survivor_takes_over_after_sigkill(
     mixed = mixed_input.build(parcels=1500, seed=11, tag="FO")
     path = mixed_input.write(tmp_path / "mixed.jsonl", mixed)
     expected = expected_fold(path)
-    produce_file(env, path)
+    half = len(mixed.lines) // 2
+    first_half, second_half = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first_half.write_bytes(b"\n".join(mixed.lines[:half]) + b"\n")
+    second_half.write_bytes(b"\n".join(mixed.lines[half:]) + b"\n")
     status_topic = f"{prefix}tracking.parcel-status"
 
     first = WorkerProcess(env, tmp_path / "w1", "--no-sink").start()
     second = WorkerProcess(env, tmp_path / "w2", "--no-sink").start()
     try:
-        # Both own partitions: each answers for parcels of the other through table_route.
-        def both_assigned() -> bool:
+        # Both own partitions before any input exists: each works on its share.
+        wait_for(
+            lambda: first.assigned() and second.assigned(),
+            timeout=90,
+            what="both workers to be assigned partitions",
+        )
+        produce_file(env, first_half)
+
+        def both_consumed() -> bool:
             m1, m2 = first.metrics(), second.metrics()
             return (
                 m1.get("trackbone_events_in_total", 0) > 0
                 and m2.get("trackbone_events_in_total", 0) > 0
             )
 
-        wait_for(both_assigned, timeout=90, what="both workers to consume")
+        wait_for(both_consumed, timeout=90, what="both workers to consume")
         await read_topic(
             kafka_bootstrap,
             status_topic,
             done=lambda recs: len(latest_statuses(recs)) >= len(expected) // 4,
             timeout=120,
         )
+        # The second half arrives while the first worker dies: the survivor recovers the
+        # dead worker's tables from their changelogs and folds the rest onto them.
+        first.kill()
+        produce_file(env, second_half)
         first.kill()
         records = await read_topic(
             kafka_bootstrap,
