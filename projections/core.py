@@ -54,15 +54,17 @@ NO_OFFSET = -1
 TERMINAL = frozenset({Milestone.DELIVERED, Milestone.RETURNED})
 _HIGH_WATER = struct.Struct(f"<{SOURCES}q")
 
-Decoder = Callable[[bytes], Event]
+Decoder = Callable[[Any], Event]
+"""Record value -> event; raises ValueError (with the reason) for anything invalid."""
 Estimator = Callable[[fold_.ParcelState], "eta.Estimate | None"]
 
 
 class Record(NamedTuple):
-    """An input record as the core sees it: Kafka's key and value bytes and its origin."""
+    """An input record as the core sees it: Kafka's key and value and its position."""
 
     key: bytes | None
-    value: bytes | None
+    value: Any
+    """The record's bytes (or whatever the decoder reads: a JSON line, an event)."""
     offset: int
     timestamp_ms: int = 0
 
@@ -105,7 +107,8 @@ class Rules:
     risk_threshold: float = 0.5
     estimate: Estimator | None = None
     """ETA for a state (None: statuses carry no ETA, no at-risk alerts, no observations)."""
-    dead_letter_value_limit: int = 4000
+    check_keys: bool = True
+    """Kafka records must be keyed by their event's parcel_id; files have no keys."""
 
 
 @dataclass(slots=True)
@@ -184,6 +187,7 @@ def process(
     applied_outcome = fold_.Outcome.APPLIED
     duplicate_outcome = fold_.Outcome.DUPLICATE
     max_events = rules.max_events
+    check_keys = rules.check_keys
     event_time = batch.event_time
     count = applied = duplicates = 0
     for record in records:
@@ -195,7 +199,9 @@ def process(
             batch.dead_letters.append(DeadLetter(record, f"invalid: {exc}"))
             continue
         try:
-            if key is None or key.decode("utf-8", "replace") != event.parcel_id:
+            if not check_keys:
+                key = event.parcel_id.encode()
+            elif key is None or key.decode("utf-8", "replace") != event.parcel_id:
                 reason = f"invalid: message key {key!r} is not the event's parcel_id"
                 batch.dead_letters.append(DeadLetter(record, reason))
                 continue

@@ -1,10 +1,10 @@
 """Batch replay: rebuild every parcel's state from the five input topics, without Faust.
 
-The stream folds one message at a time through Faust's machinery (table, changelog,
+The stream folds record batches through Faust's machinery (table, changelog,
 outputs). Rebuilding state from history needs none of that: a plain consumer reads
 each input partition from its beginning up to the end offsets seen at start, and the
-same per-message rules as the worker (`streams.app.TrackboneApp.handle`) fold the
-records into a dict: decode, validate, check the key, `step`.
+worker's processing core (`projections.core.process`: decode, validate, check the
+key, fold) folds the records into a dict.
 
 Identical state. A parcel's state depends only on its *set* of records, except where
 the contract says "the first received wins": a conflicting repeat of an event_id, and
@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from projections import core
 from projections import fold as fold_
 from streams import avro
 from streams.settings import Settings
@@ -74,6 +75,7 @@ class ReplayFold:
 
     def __init__(self, max_events: int = fold_.MAX_EVENTS) -> None:
         self.max_events = max_events
+        self.rules = core.Rules(max_events=max_events)
         self.states: dict[str, fold_.ParcelState] = {}
         self.records = 0
         self.applied = 0
@@ -84,38 +86,34 @@ class ReplayFold:
         self.dead_reasons[kind] = self.dead_reasons.get(kind, 0) + 1
 
     def feed(self, items: Iterable[Item]) -> None:
-        """Fold records; the hot loop of replay, so names are bound locally."""
+        """Fold records in replay order through the processing core, one batch per call."""
         states = self.states
-        get = states.get
-        decode = avro.decode_event
-        step = fold_.step
-        applied_outcome = fold_.Outcome.APPLIED
-        duplicate_outcome = fold_.Outcome.DUPLICATE
-        max_events = self.max_events
-        records = applied = duplicates = 0
-        for _ts, _topic, _offset, key, value in items:
-            records += 1
-            try:
-                event = decode(value or b"")  # also enforces the contract's limits
-            except avro.DecodeError:
-                self._dead("invalid")
-                continue
-            parcel_id = event.parcel_id
-            if key is None or key.decode("utf-8", "replace") != parcel_id:
-                self._dead("invalid")
-                continue
-            result = step(get(parcel_id), event, max_events=max_events)
-            outcome = result.outcome
-            if outcome is applied_outcome:
-                states[parcel_id] = result.state  # type: ignore[assignment]
-                applied += 1
-            elif outcome is duplicate_outcome:
-                duplicates += 1
-            else:
-                self._dead(outcome.value.lower())
-        self.records += records
-        self.applied += applied
-        self.duplicates += duplicates
+        empty = core.Stored(None)
+
+        def load(key: bytes) -> core.Stored:
+            state = states.get(key.decode())
+            return empty if state is None else core.Stored(state)
+
+        batch = core.Batch()
+        run: list[core.Record] = []
+        run_topic = -1
+        for _ts, topic, offset, key, value in items:
+            if topic != run_topic and run:
+                core.process(run, run_topic, load, avro.decode_event, self.rules, into=batch)
+                run = []
+            run_topic = topic
+            run.append(core.Record(key, value, offset))
+        if run:
+            core.process(run, run_topic, load, avro.decode_event, self.rules, into=batch)
+        for key, change in batch.changes.items():
+            state = change.stored.state
+            if state is not None:
+                states[key.decode()] = state
+        self.records += batch.records
+        self.applied += batch.applied
+        self.duplicates += batch.duplicates
+        for kind, count in batch.dead_reasons().items():
+            self.dead_reasons[kind] = self.dead_reasons.get(kind, 0) + count
 
     @property
     def dead(self) -> int:

@@ -1,7 +1,7 @@
 """`trackbone fold`: fold a JSONL file of events into per-parcel state, no Kafka.
 
-The same incremental `step` as the stream processor, record by record in file order,
-so duplicates, conflicts (first received wins) and the per-parcel record cap behave
+The same processing core as the stream processor (`projections.core.process`), in
+file order, so duplicates, conflicts (first received wins) and the per-parcel record cap behave
 as they do in production. Output: one JSON object per parcel, sorted by parcel_id.
 """
 
@@ -14,8 +14,9 @@ from typing import IO
 
 import orjson
 
+from projections import core
 from projections.events import Event, ParcelRegistered
-from projections.fold import MAX_EVENTS, Outcome, ParcelState, state_to_json, step
+from projections.fold import MAX_EVENTS, ParcelState, state_to_json
 from projections.jsonform import InvalidEvent, parse_event
 
 # RFC 3339 output needs years 1..9999; the JSON form accepts any integer millis.
@@ -49,44 +50,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _decode_line(raw: bytes) -> Event:
+    """A JSON line to an event; ValueError with the line's problem otherwise."""
+    try:
+        event = parse_event(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"malformed JSON: {exc}") from None
+    except InvalidEvent as exc:
+        raise ValueError(str(exc)) from None
+    problem = _range_problem(event)
+    if problem is not None:
+        raise ValueError(problem)
+    return event
+
+
+_PROBLEM_KIND = {"invalid": "invalid", "conflict": "conflicts", "over_cap": "over_cap"}
+_PROBLEM_PREFIX = {"invalid": "", "conflict": "conflict: ", "over_cap": "over cap: "}
+
+
 def fold_lines(
-    lines: Iterable[bytes], out: IO[str], err: IO[str], *, max_events: int = MAX_EVENTS
+    lines: Iterable[bytes],
+    out: IO[str],
+    err: IO[str],
+    *,
+    max_events: int = MAX_EVENTS,
+    batch_lines: int = 10_000,
 ) -> dict[str, int]:
-    """Fold JSON lines, write states to `out` and problems to `err`; return the counts."""
+    """Fold JSON lines through the processing core, states to `out`, problems to `err`."""
     states: dict[str, ParcelState] = {}
     counts = {"lines": 0, "events": 0, "invalid": 0, "duplicates": 0, "conflicts": 0, "over_cap": 0}
+    rules = core.Rules(max_events=max_events, check_keys=False)
+    empty = core.Stored(None)
+
+    def load(key: bytes) -> core.Stored:
+        state = states.get(key.decode())
+        return empty if state is None else core.Stored(state)
+
+    def fold_batch(records: list[core.Record]) -> None:
+        batch = core.process(records, 0, load, _decode_line, rules)
+        for key, change in batch.changes.items():
+            if change.stored.state is not None:
+                states[key.decode()] = change.stored.state
+        counts["duplicates"] += batch.duplicates
+        counts["events"] += batch.records
+        for dead in batch.dead_letters:
+            kind, _, detail = dead.reason.partition(": ")
+            counts[_PROBLEM_KIND.get(kind, "invalid")] += 1
+            if kind == "invalid":
+                counts["events"] -= 1  # not an event: the line is reported and skipped
+            err.write(f"line {dead.record.offset}: {_PROBLEM_PREFIX.get(kind, '')}{detail}\n")
+
+    records: list[core.Record] = []
     for number, raw in enumerate(lines, start=1):
         counts["lines"] = number
         if not raw.strip():
             continue
-        try:
-            event = parse_event(orjson.loads(raw))
-        except orjson.JSONDecodeError as exc:
-            counts["invalid"] += 1
-            err.write(f"line {number}: malformed JSON: {exc}\n")
-            continue
-        except InvalidEvent as exc:
-            counts["invalid"] += 1
-            err.write(f"line {number}: {exc}\n")
-            continue
-        problem = _range_problem(event)
-        if problem is not None:
-            counts["invalid"] += 1
-            err.write(f"line {number}: {problem}\n")
-            continue
-        counts["events"] += 1
-        result = step(states.get(event.parcel_id), event, max_events=max_events)
-        if result.outcome is Outcome.APPLIED:
-            assert result.state is not None
-            states[event.parcel_id] = result.state
-        elif result.outcome is Outcome.DUPLICATE:
-            counts["duplicates"] += 1
-        elif result.outcome is Outcome.CONFLICT:
-            counts["conflicts"] += 1
-            err.write(f"line {number}: conflict: {result.reason}\n")
-        else:
-            counts["over_cap"] += 1
-            err.write(f"line {number}: over cap: {result.reason}\n")
+        records.append(core.Record(None, raw, number))
+        if len(records) >= batch_lines:
+            fold_batch(records)
+            records = []
+    if records:
+        fold_batch(records)
     parcels = 0
     for parcel_id in sorted(states):
         state = states[parcel_id]

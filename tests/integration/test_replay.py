@@ -170,6 +170,9 @@ async def test_replay_equals_worker_statuses(
     def latest(records) -> dict[str, dict]:
         out: dict[str, dict] = {}
         for rec in records:
+            if rec.value is None:  # tombstone: every event of the parcel was voided
+                out.pop(rec.key.decode(), None)
+                continue
             status = without_eta(decode_status(rec.value))
             prev = out.get(status["parcel_id"])
             if prev is None or status["v"] >= prev["v"]:
