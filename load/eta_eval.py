@@ -1,8 +1,8 @@
 """ETA accuracy against the simulator's ground truth (issue 7), as a pure replay (no Kafka).
 
-The replay does what the stream does, in the same order: events of the default scenario in
-*arrival* order are folded per parcel with `projections.fold.step`; a lane-statistics value
-learns only from parcels delivered so far (a parcel's observations are added when its fold
+The replay does what the stream does, in the same order: events of the default scenario
+in *arrival* order are folded per parcel by the processing core (`projections.core`); a
+lane-statistics value learns only from parcels delivered so far (a parcel's observations are added when its fold
 state first has `delivered_at`, and replaced or retracted if that changes, e.g. a voided
 DELIVERED); and the ETA is `projections.eta.estimate_for(stats, state,
 now_ms=state.last_event_time)`, exactly what the stream publishes.
@@ -34,8 +34,9 @@ from datetime import timedelta
 from typing import Any
 
 from load.simulator import HOUR, GroundTruth, Scenario, simulate
-from projections import eta
-from projections.fold import ParcelState, step
+from projections import core, eta
+from projections.events import Event
+from projections.fold import ParcelState
 from projections.jsonform import format_time
 
 DEFAULT_PARCELS = 12_000
@@ -84,6 +85,22 @@ class Replay:
     end_stats: eta.LaneStats | None = None
 
 
+_RULES = core.Rules(check_keys=False)
+
+
+def fold_event(state: ParcelState | None, event: Event) -> ParcelState | None:
+    """One event through the worker's processing core (the same rules, one record)."""
+    batch = core.process(
+        [core.Record(None, event, 0)], 0, lambda _key: core.Stored(state), _event, _RULES
+    )
+    change = next(iter(batch.changes.values()), None)
+    return state if change is None else change.stored.state
+
+
+def _event(value: Event) -> Event:
+    return value
+
+
 def replay(scenario: Scenario, stats: eta.LaneStats | None = None) -> Replay:
     """Fold the scenario in arrival order, learning online and predicting at each milestone.
 
@@ -104,8 +121,7 @@ def replay(scenario: Scenario, stats: eta.LaneStats | None = None) -> Replay:
         event = item.event
         pid = event.parcel_id
         before = states.get(pid)
-        result = step(before, event)
-        state = result.state
+        state = fold_event(before, event)
         if state is None or state is before:
             continue
         states[pid] = state

@@ -12,11 +12,10 @@ topic with a reason, so ``events_in = applied + duplicates + dead_lettered``.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import faust
-import orjson
 from faust.types import TP
 
 from projections import core
@@ -26,7 +25,8 @@ from streams.batching import SCHEME, BatchApp, BatchSchema, RecordBatch
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring
 from streams.kafka_io import ensure_contract_topics, ensure_topics
 from streams.metrics import Metrics
-from streams.outputs import Outputs, OutRecord
+from streams.outputs import Outputs
+from streams.processor import BatchInfo, BatchProcessor, OutputTopics
 from streams.settings import Settings
 from streams.stuck import StuckIndex
 from streams.views import register_views
@@ -45,18 +45,7 @@ class TrackboneApp:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.stream_time = 0
-        self.partition_time: dict[int, int] = {}
-        self.positions: dict[tuple[str, int], int] = {}
         topics = settings.topics
-        self.status_name = topics.parcel_status
-        self.milestones_name = topics.milestones
-        self.alerts_name = topics.alerts
-        self.dead_letter_name = topics.dead_letter
-        self.parcel_events_name = topics.name(PARCEL_EVENTS_BASE)
-        self.observations_name = topics.name(LANE_OBSERVATIONS_BASE)
-        self._cache: dict[bytes, core.Stored] = {}
-        self.cache_size = settings.state_cache_size
         self.app = BatchApp(
             settings.app_id,
             broker=f"{SCHEME}://{bootstrap}",
@@ -90,188 +79,64 @@ class TrackboneApp:
         self.stuck_table = self.app.Table(
             "stuck-index", partitions=settings.partitions, key_type=bytes, value_type=bytes
         )
-        self.stuck = StuckIndex(self.stuck_table)
-        self.changelog_name = self.states.changelog_topic.get_topic_name()
+        self.eta = EtaWiring(self.app, settings)
+        self.processor = BatchProcessor(
+            worker_topics(settings, self.states, self.stuck_table),
+            core.Rules(
+                max_events=settings.max_events_per_parcel,
+                risk_threshold=settings.promise_risk_threshold,
+                estimate=self.eta.estimate if settings.eta_enabled else None,
+            ),
+            self.states.data,
+            StuckIndex(self.stuck_table.data),
+            self.metrics,
+            settings.state_cache_size,
+        )
         self.outputs = Outputs(bootstrap, client_id=f"{settings.app_id}-outputs")
-        self.outputs.on_sent(self.changelog_name, self._persisted(self.states))
-        self.outputs.on_sent(self.stuck.changelog, self._persisted(self.stuck_table))
+        for table in (self.states, self.stuck_table):
+            self.outputs.on_sent(table.changelog_topic.get_topic_name(), _persisted(table))
+        self.app.add_dependency(self.outputs)
         self.app.agent(self.inputs, name="fold_parcel_events", concurrency=1)(
             self.fold_parcel_events
         )
         self.app.on_partitions_revoked.connect(self._forget_cached)
         self.app.on_partitions_assigned.connect(self._forget_cached)
-        self.eta = EtaWiring(self.app, settings)
-        self.rules = core.Rules(
-            max_events=settings.max_events_per_parcel,
-            risk_threshold=settings.promise_risk_threshold,
-            estimate=self.eta.estimate if settings.eta_enabled else None,
-        )
         self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
             self.detect_stuck_parcels
         )
-        self.app.add_dependency(self.outputs)
         register_views(self)
 
-    # --- the agent -------------------------------------------------------------
+    @property
+    def stream_time(self) -> int:
+        return self.processor.stream_time
 
     async def fold_parcel_events(self, stream: faust.StreamT) -> None:
-        """Decode, fold, store, emit: one record batch at a time, acked once stored."""
+        """Fold, store, emit a record batch at a time; ack it once Kafka holds its outputs."""
         outputs = self.outputs
+        process = self.processor.process
         async for event in cast(faust.Stream, stream).noack().events():
             batch: RecordBatch = event.value
-            records = self.process(batch)
-            done = await outputs.send(records)
-            outputs.ack_when_stored(done, event.ack)
+            records = process(
+                BatchInfo(batch.topic, batch.partition, batch.last_offset), batch.records
+            )
+            outputs.ack_when_stored(await outputs.send(records), event.ack)
             await outputs.settle()
 
-    def process(self, batch: RecordBatch) -> list[OutRecord]:
-        """The core over one batch, then the table writes; the records to send."""
-        metrics = self.metrics
-        source = self.topic_index[batch.topic]
-        partition = batch.partition
-        result = core.process(batch.records, source, self.load, avro.decode_event, self.rules)
-        core.finish(result, self.rules)
-        self.positions[(batch.topic, partition)] = batch.last_offset
-        if result.event_time > self.stream_time:
-            self.stream_time = result.event_time
-        if result.event_time > self.partition_time.get(partition, 0):
-            self.partition_time[partition] = result.event_time
-        out: list[OutRecord] = []
-        self.store(result, partition, out)
-        self.emit(result, batch, out)
-        metrics.events_in.inc(result.records)
-        metrics.applied.inc(result.applied)
-        metrics.duplicates.inc(result.duplicates)
-        for kind, count in result.dead_reasons().items():
-            metrics.dead_lettered.labels(kind).inc(count)
-        now = time.time()
-        observe = metrics.latency.observe
-        for record in batch.records[:: max(1, len(batch.records) // 64)]:
-            if record.timestamp_ms:
-                observe(max(0.0, now - record.timestamp_ms / 1000))
-        return out
-
-    def load(self, key: bytes) -> core.Stored:
-        """Decoded state from the cache, else the table."""
-        stored = self._cache.get(key)
-        if stored is None:
-            stored = core.Stored.decode(self.states.data.get(key))
-        return stored
-
-    def store(self, result: core.Batch, partition: int, out: list[OutRecord]) -> None:
-        """Write through: one table write and one changelog record per touched parcel."""
-        data = self.states.data
-        changelog = self.changelog_name
-        cache = self._cache
-        moves = []
-        for key, change in result.changes.items():
-            stored = change.stored
-            if stored is change.before and not change.status:
-                continue
-            encoded = stored.encode()
-            data[key] = encoded
-            out.append((changelog, partition, key, encoded, []))
-            cache.pop(key, None)
-            cache[key] = stored
-            if stored is not change.before:
-                moves.append((key, change.before.state, stored.state))
-        while len(cache) > self.cache_size:
-            del cache[next(iter(cache))]  # evict the least recently written
-        for key, value in self.stuck.moves(partition, moves):
-            out.append((self.stuck.changelog, partition, key, value, []))
-
-    def emit(self, result: core.Batch, batch: RecordBatch, out: list[OutRecord]) -> None:
-        """The batch's outputs: statuses (one per parcel), milestones, alerts, deltas."""
-        status_name = self.status_name
-        events_name = self.parcel_events_name
-        for key, change in result.changes.items():
-            state = change.stored.state
-            if state is None:
-                continue
-            stamp = ("source_ts", b"%d" % change.source_ts)
-            if change.status:
-                eta_fields = None if change.estimate is None else change.estimate.status_fields()
-                status = avro.encode_status(avro.status_from_state(state, eta_fields))
-                out.append((status_name, None, key, status, [stamp]))
-            elif change.tombstone:
-                headers = [
-                    stamp,
-                    ("version", b"%d" % state.version),
-                    ("updated_at", b"%d" % (state.last_event_time or 0)),
-                ]
-                out.append((status_name, None, key, None, headers))
-            for delta in change.deltas:
-                value = delta.raw if delta.raw is not None else avro.encode_event(delta.event)
-                headers = [
-                    ("op", b"add" if delta.added else b"remove"),
-                    ("version", b"%d" % delta.version),
-                    stamp,
-                ]
-                out.append((events_name, None, key, value, headers))
-        for key, milestone in result.milestones:
-            out.append((self.milestones_name, None, key, orjson.dumps(milestone), []))
-        self._alerts(result.alerts, out)
-        for obs_key, obs_value in result.observations:
-            out.append((self.observations_name, None, obs_key, obs_value, []))
-        for dead in result.dead_letters:
-            out.append(self._dead_letter(dead, batch))
-
-    def _alerts(self, alerts: list[tuple[bytes, dict[str, Any]]], out: list[OutRecord]) -> None:
-        for key, alert in alerts:
-            out.append((self.alerts_name, None, key, orjson.dumps(alert), []))
-            self.metrics.alerts.labels(alert["alert"]).inc()
-
-    def _dead_letter(self, dead: core.DeadLetter, batch: RecordBatch) -> OutRecord:
-        """The original bytes with the reason and their origin."""
-        record = dead.record
-        headers = [
-            ("reason", dead.reason.encode("utf-8", "replace")[:4000]),
-            ("source_topic", batch.topic.encode()),
-            ("source_partition", b"%d" % batch.partition),
-            ("source_offset", b"%d" % record.offset),
-        ]
-        return (self.dead_letter_name, None, record.key, record.value, headers)
-
-    def _persisted(self, table: Any) -> Any:
-        """What Faust's own changelog callback does: recovery starts after this offset."""
-        topic = table.changelog_topic.get_topic_name()
-
-        def persisted(partition: int, offset: int) -> None:
-            table.data.set_persisted_offset(TP(topic, partition), offset)
-
-        return persisted
-
     async def _forget_cached(self, *args: Any, **kwargs: Any) -> None:
-        # Partitions moved: another worker may have changed what this one cached.
-        self._cache.clear()
-        self.partition_time.clear()
-
-    # --- stuck parcels -----------------------------------------------------------
+        self.processor.forget()
 
     async def detect_stuck_parcels(self) -> None:
         """Alert on parcels silent for too long, in stream time; reads only due index buckets."""
-        if not self.partition_time:
+        partition_time = self.processor.partition_time
+        if not partition_time:
             return
         # The slowest partition's time: a backlog on one partition must not make the
         # parcels of the others look silent.
-        watermark = min(self.partition_time.values())
+        watermark = min(partition_time.values())
         threshold = watermark - int(self.settings.stuck_after_hours * 3_600_000)
-        due = self.stuck.take_due(threshold)
-        if not due:
-            return
-        out: list[OutRecord] = []
-        for partition, bucket, members in due:
-            candidates = []
-            for parcel_id in members:
-                key = parcel_id.encode()
-                state = self.load(key).state
-                since = core.stuck_since(state)
-                if state is not None and since is not None and since < threshold:
-                    candidates.append((key, state))
-            self._alerts(core.stuck_alerts(candidates, watermark), out)
-            out.append((self.stuck.changelog, partition, bucket, None, []))
-        done = await self.outputs.send(out)
-        await done
+        records = self.processor.stuck_alerts(threshold, watermark)
+        if records:
+            await (await self.outputs.send(records))
 
     def status_of(self, state: fold_.ParcelState) -> dict[str, Any]:
         estimate = self.eta.estimate(state) if self.settings.eta_enabled else None
@@ -284,13 +149,39 @@ class TrackboneApp:
         except Exception:
             return
         self.metrics.lag.clear()  # partitions move between workers
+        positions = self.processor.positions
         for tp in assignment:
             if tp.topic not in self.topic_index:
                 continue
             high = consumer.highwater(tp) or 0
-            position = self.positions.get((tp.topic, tp.partition))
+            position = positions.get((tp.topic, tp.partition))
             lag = high - (position + 1 if position is not None else 0)
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+
+def worker_topics(settings: Settings, states: Any, stuck: Any) -> OutputTopics:
+    topics = settings.topics
+    return OutputTopics(
+        inputs=topics.inputs,
+        changelog=states.changelog_topic.get_topic_name(),
+        stuck_changelog=stuck.changelog_topic.get_topic_name(),
+        status=topics.parcel_status,
+        milestones=topics.milestones,
+        alerts=topics.alerts,
+        dead_letter=topics.dead_letter,
+        parcel_events=topics.name(PARCEL_EVENTS_BASE),
+        observations=topics.name(LANE_OBSERVATIONS_BASE),
+    )
+
+
+def _persisted(table: Any) -> Callable[[int, int], None]:
+    """What Faust's own changelog callback does: recovery starts after this offset."""
+    topic = table.changelog_topic.get_topic_name()
+
+    def persisted(partition: int, offset: int) -> None:
+        table.data.set_persisted_offset(TP(topic, partition), offset)
+
+    return persisted
 
 
 async def ensure_worker_topics(settings: Settings, bootstrap: str) -> None:

@@ -14,8 +14,7 @@ after its last event, and the index never holds more than the live parcels.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, MutableMapping
 
 import orjson
 
@@ -37,10 +36,8 @@ def parse_key(key: bytes) -> tuple[int, int]:
 class StuckIndex:
     """Moves parcels between buckets; finds the buckets due at a watermark."""
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.store = table.data
-        self.changelog = table.changelog_topic.get_topic_name()
+    def __init__(self, store: MutableMapping[bytes, bytes]) -> None:
+        self.store = store
 
     def moves(
         self,
