@@ -2,9 +2,9 @@
 
 The replay does what the stream does, in the same order: events of the default scenario
 in *arrival* order are folded per parcel by the processing core (`projections.core`); a
-lane-statistics value learns only from parcels delivered so far (a parcel's observations are added when its fold
-state first has `delivered_at`, and replaced or retracted if that changes, e.g. a voided
-DELIVERED); and the ETA is `projections.eta.estimate_for(stats, state,
+lane-statistics value learns only from parcels delivered so far (a parcel's observations
+are added when its fold state first has `delivered_at`, and replaced or retracted if that
+changes, e.g. a voided DELIVERED); and the ETA is `projections.eta.estimate_for(stats, state,
 now_ms=state.last_event_time)`, exactly what the stream publishes.
 
 Scoring: each time a parcel first reaches a forward milestone, the ETA published at that
