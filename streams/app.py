@@ -116,11 +116,20 @@ class TrackboneApp:
         process = self.processor.process
         async for event in cast(faust.Stream, stream).noack().events():
             batch: RecordBatch = event.value
-            records = process(
-                BatchInfo(batch.topic, batch.partition, batch.last_offset), batch.records
-            )
-            outputs.ack_when_stored(await outputs.send(records), event.ack)
-            await outputs.settle()
+            try:
+                records = process(
+                    BatchInfo(batch.topic, batch.partition, batch.last_offset), batch.records
+                )
+                outputs.ack_when_stored(await outputs.send(records), event.ack)
+                await outputs.settle()
+            except Exception as exc:
+                # Unacknowledged, the batch would hold back every later commit of its
+                # partition: stop the worker instead, so that a restart re-delivers it.
+                log.exception(
+                    "batch %s[%s]@%s failed", batch.topic, batch.partition, batch.last_offset
+                )
+                await self.app.crash(exc)
+                raise
 
     async def _forget_cached(self, *args: Any, **kwargs: Any) -> None:
         self.processor.forget()
