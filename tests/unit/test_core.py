@@ -1,0 +1,182 @@
+"""The processing core: batches of records in, one stored state and status per parcel out."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections import core
+from projections.events import CustomsStatus, Event, Scan
+from projections.fold import Milestone, fold_all
+from streams import avro
+from streams.stuck import BUCKET_MS, StuckIndex
+from tests import strategies
+from tests.unit.test_fold_rules import PID, at, customs, reg, scan, void
+
+KEY = PID.encode()
+
+
+def records(events: list[Event], start: int = 0) -> list[core.Record]:
+    return [
+        core.Record(e.parcel_id.encode(), avro.encode_event(e), start + i)
+        for i, e in enumerate(events)
+    ]
+
+
+def run(
+    events: list[Event],
+    stored: dict[bytes, core.Stored] | None = None,
+    rules: core.Rules | None = None,
+    start: int = 0,
+    source: int = 1,
+) -> core.Batch:
+    table = stored if stored is not None else {}
+    rules = rules or core.Rules()
+    batch = core.process(
+        records(events, start),
+        source,
+        lambda key: table.get(key, core.Stored(None)),
+        avro.decode_event,
+        rules,
+    )
+    return core.finish(batch, rules)
+
+
+def test_a_batch_stores_each_parcel_once_and_keeps_every_milestone_in_order():
+    events = [reg("r1", 0), scan("s1", 10, Scan.PICKED_UP), scan("s2", 20, Scan.DELIVERED)]
+    batch = run(events)
+    assert list(batch.changes) == [KEY]
+    change = batch.changes[KEY]
+    assert change.status and change.stored.state is not None
+    assert change.stored.state.milestone is Milestone.DELIVERED
+    assert change.stored.state == fold_all(events)[PID]
+    assert [m["milestone"] for _, m in batch.milestones] == ["REGISTERED", "PICKED_UP", "DELIVERED"]
+    assert [m["previous"] for _, m in batch.milestones] == [None, "REGISTERED", "PICKED_UP"]
+    assert [d.event.event_id for d in change.deltas if d.added] == ["r1", "s1", "s2"]
+    assert (batch.records, batch.applied, batch.duplicates) == (3, 3, 0)
+
+
+def test_the_arriving_events_bytes_are_reused_for_the_event_delta():
+    events = [reg("r1", 0)]
+    encoded = records(events)[0].value
+    delta = run(events).changes[KEY].deltas[0]
+    assert delta.raw == encoded and delta.added and delta.version == 1
+
+
+def test_high_water_marks_tell_a_redelivery_from_a_repeat():
+    events = [reg("r1", 0), scan("s1", 10, Scan.PICKED_UP)]
+    first = run(events, start=100)
+    stored = {KEY: first.changes[KEY].stored}
+    assert stored[KEY].high_water[1] == 101
+    # The same offsets again (a crash before the commit): outputs are sent again.
+    again = run(events, stored, start=100)
+    assert again.duplicates == 2 and again.changes[KEY].status
+    assert again.changes[KEY].stored is stored[KEY]
+    # The same events at new offsets (a carrier's repeat): nothing to send.
+    repeat = run(events, stored, start=200)
+    assert repeat.duplicates == 2 and not repeat.changes[KEY].status
+
+
+def test_bad_records_become_dead_letters_with_their_reason():
+    good = records([reg("r1", 0)])
+    wrong_key = core.Record(b"OTHER", good[0].value, 1)
+    garbage = core.Record(KEY, b"\x00garbage", 2)
+    conflict = records([reg("r1", 5)], start=3)
+    rules = core.Rules()
+    batch = core.process(
+        [*good, wrong_key, garbage, *conflict],
+        0,
+        lambda key: core.Stored(None),
+        avro.decode_event,
+        rules,
+    )
+    reasons = [d.reason.split(":", 1)[0] for d in batch.dead_letters]
+    assert reasons == ["invalid", "invalid", "conflict"]
+    assert [d.record.offset for d in batch.dead_letters] == [1, 2, 3]
+    assert batch.records == batch.applied + batch.duplicates + len(batch.dead_letters)
+
+
+def test_voiding_every_event_sends_a_tombstone_not_a_status():
+    stored = {KEY: run([scan("s1", 10, Scan.PICKED_UP)]).changes[KEY].stored}
+    batch = run([void("v1", 20, "s1")], stored)
+    change = batch.changes[KEY]
+    assert change.tombstone and not change.status
+    assert [d.added for d in change.deltas] == [False]
+
+
+def test_customs_hold_alert_is_edge_triggered_across_batches():
+    held = customs("c1", 10, CustomsStatus.HELD)
+    first = run([reg("r1", 0), held])
+    assert [a["alert"] for _, a in first.alerts] == ["CUSTOMS_HOLD_STARTED"]
+    stored = {KEY: first.changes[KEY].stored}
+    later = run([scan("s1", 20, Scan.ORIGIN_HUB_ARRIVED)], stored)
+    assert later.alerts == []
+
+
+def test_at_risk_is_decided_once_per_parcel_against_its_last_state():
+    class Low:
+        on_time_probability = 0.1
+        eta_p50_ms = at(100)
+
+    rules = core.Rules(estimate=lambda state: Low())  # type: ignore[arg-type,return-value]
+    batch = run([reg("r1", 0), scan("s1", 10, Scan.PICKED_UP)], rules=rules)
+    kinds = [a["alert"] for _, a in batch.alerts]
+    assert kinds == ["PROMISE_AT_RISK"]
+    stored = {KEY: batch.changes[KEY].stored}
+    assert stored[KEY].on_time_probability == 0.1
+    assert run([scan("s2", 20, Scan.ORIGIN_HUB_ARRIVED)], stored, rules=rules).alerts == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        strategies.events(parcel_ids=st.sampled_from(["P1", "P2", "P3"])), min_size=1, max_size=30
+    ),
+    st.integers(min_value=1, max_value=10),
+)
+def test_any_batching_gives_the_state_of_the_whole_fold(events: list[Event], size: int):
+    table: dict[bytes, core.Stored] = {}
+    for start in range(0, len(events), size):
+        batch = run(events[start : start + size], table, start=start)
+        for key, change in batch.changes.items():
+            table[key] = change.stored
+    expected = {pid: state for pid, state in fold_all(events).items() if state.is_visible}
+    got = {k.decode(): v.state for k, v in table.items() if v.state and v.state.is_visible}
+    assert got == expected
+
+
+def test_stored_values_round_trip_and_keep_their_bytes():
+    stored = run([reg("r1", 0)], start=7).changes[KEY].stored
+    data = stored.encode()
+    back = core.Stored.decode(data)
+    assert back.state == stored.state and back.high_water == stored.high_water
+    assert back.encode() is data
+
+
+def test_stuck_index_moves_parcels_and_releases_only_whole_due_buckets():
+    store: dict[bytes, bytes] = {}
+    index = StuckIndex(store)
+    registered = run([reg("r1", 0)]).changes[KEY].stored.state
+    moved = run([reg("r1", 0), scan("s1", 60 * 24, Scan.PICKED_UP)]).changes[KEY].stored.state
+    delivered = run([reg("r1", 0), scan("s1", 60 * 30, Scan.DELIVERED)]).changes[KEY].stored.state
+    index.moves(3, [(KEY, None, registered)])
+    assert len(store) == 1
+    index.moves(3, [(KEY, registered, moved)])  # leaves the old bucket, enters a new one
+    assert len(store) == 1
+    assert moved is not None and moved.last_event_time is not None
+    assert index.take_due(moved.last_event_time) == []  # its bucket is not wholly due
+    due = index.take_due(moved.last_event_time + BUCKET_MS)
+    assert [(p, members) for p, _, members in due] == [(3, {PID: moved.last_event_time})]
+    assert store == {}
+    index.moves(3, [(KEY, None, delivered)])  # delivered parcels cannot be stuck
+    assert store == {}
+
+
+def test_stuck_alerts_skip_parcels_that_can_no_longer_be_stuck():
+    state = run([reg("r1", 0)]).changes[KEY].stored.state
+    done = run([reg("r1", 0), scan("s1", 10, Scan.DELIVERED)]).changes[KEY].stored.state
+    assert state is not None and done is not None
+    alerts = core.stuck_alerts([(KEY, state), (b"X", done)], at(60 * 50))
+    assert [(k, a["alert"], a["last_event_at"]) for k, a in alerts] == [
+        (KEY, "PARCEL_STUCK", "2026-11-11T00:00:00.000Z")
+    ]
