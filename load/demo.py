@@ -121,8 +121,8 @@ async def produce_paced(
     Records go through the bulk batch path, flushed every FLUSH_EVERY_S so the worker
     sees a steady feed rather than one burst when a 256 KiB batch finally fills.
     """
+    from load.commands.simulate import TokenBucket
     from streams.avro import encode_event, topic_base_for
-    from streams.commands.simulate import TokenBucket
     from streams.kafka_io import BatchSender, make_producer
 
     producer = make_producer(bootstrap, client_id="trackbone-demo")

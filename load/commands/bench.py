@@ -18,6 +18,8 @@ from streams.settings import Settings
 
 QUICK_EVENTS = 20_000
 
+HELP = "end-to-end benchmark against the real broker (JSON output)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from streams.settings import Settings
 
+HELP = "run the whole product locally on a simulated Singles Day slice"
+
 
 def _positive_int(value: str) -> int:
     number = int(value)
