@@ -1,8 +1,8 @@
 """`trackbone demo`: the main job, the whole product on one machine (see load/demo.py).
 
-Starts what is missing (the local broker, a worker with embedded ClickHouse), plays a
-simulated Singles Day slice into Kafka at a steady rate with a live progress line,
-prints the visibility report read back from ClickHouse, the status topic and the
+Starts what is missing (the local broker), a worker and a ClickHouse sink process (the
+owner of the embedded ClickHouse), plays a simulated Singles Day slice into Kafka at a
+steady rate with a live progress line, prints the visibility report read back from ClickHouse, the status topic and the
 tracking API, writes PNG charts, and stops everything it started, also on Ctrl-C.
 """
 
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        help="demo state (worker tables, embedded ClickHouse), wiped at the start"
+        help="demo state (worker tables, the sink's embedded ClickHouse), wiped at the start"
         " (default <TRACKBONE_DATA_DIR>/demo)",
     )
     parser.add_argument(

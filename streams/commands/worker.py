@@ -1,7 +1,9 @@
 """`trackbone worker`: run the stream processor.
 
 Several workers (on one machine or many) with the same app id share the input
-partitions; each needs its own data dir and web port on a shared machine.
+partitions; each needs its own data dir and web port on a shared machine. Workers do
+not write ClickHouse: they emit ``tracking.parcel-events`` and ``trackbone sink``
+(a process of its own) stores the outputs.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import inspect
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -37,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--app-id", help="Faust app id = consumer group (env TRACKBONE_APP_ID)")
     parser.add_argument(
-        "--no-sink", action="store_true", help="do not run the ClickHouse sink in this worker"
+        "--no-sink",
+        action="store_true",
+        help="accepted for compatibility and ignored: workers never run the ClickHouse sink"
+        " (run `trackbone sink`)",
     )
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
 
@@ -56,6 +63,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
 
 
+def build_app(app_class: Any, settings: Settings, bootstrap: str) -> Any:
+    """The worker without an in-process ClickHouse sink, still emitting parcel-events.
+
+    Transitional: while ``TrackboneApp`` still takes ``sink=`` (and emits the event
+    deltas only with it), build it without the sink and turn the emission back on.
+    Once app.py always emits them and has no ``sink=``, this is ``app_class(...)``.
+    """
+    if "sink" not in inspect.signature(app_class).parameters:
+        return app_class(settings, bootstrap)
+    tb = app_class(settings, bootstrap, sink=False)
+    tb.sink_enabled = True  # emit tracking.parcel-events for `trackbone sink`
+    return tb
+
+
 def run(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
@@ -66,12 +87,7 @@ def run(args: argparse.Namespace) -> int:
     bootstrap = resolve_bootstrap(settings)
     asyncio.run(ensure_worker_topics(settings, bootstrap))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not args.no_sink:
-        from streams.clickhouse.client import connect, database_name
-        from streams.clickhouse.migrations import migrate
-
-        migrate(connect(settings), database_name(settings))
-    tb = TrackboneApp(settings, bootstrap, sink=not args.no_sink)
+    tb = build_app(TrackboneApp, settings, bootstrap)
     marker = settings.data_dir / "worker.json"
     marker.write_bytes(
         orjson.dumps(
