@@ -2,8 +2,9 @@
 
 Starts what is missing (the local broker), a worker and a ClickHouse sink process (the
 owner of the embedded ClickHouse), plays a simulated Singles Day slice into Kafka at a
-steady rate with a live progress line, prints the visibility report read back from ClickHouse, the status topic and the
-tracking API, writes PNG charts, and stops everything it started, also on Ctrl-C.
+steady rate with a live progress line, prints the visibility report read back from
+ClickHouse, the status topic and the tracking API, writes PNG charts, and stops everything
+it started, also on Ctrl-C.
 """
 
 from __future__ import annotations
