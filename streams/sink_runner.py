@@ -208,8 +208,8 @@ class SinkRunner:
 
     def totals(self) -> SinkTotals:
         """Cumulative over restarts: the retired sinks plus the running one."""
-        totals = SinkTotals(dict(self.retired.rows_by_table), self.retired.batches)
-        totals.write_failures = self.retired.write_failures
+        retired = self.retired
+        totals = SinkTotals(dict(retired.rows_by_table), retired.batches, retired.write_failures)
         if self.sink is not None:
             totals.add(self.sink)
         return totals
