@@ -169,6 +169,10 @@ class SinkService:
             body = await request.json(loads=orjson.loads)
         except ValueError:
             return web.json_response({"error": 'body must be JSON: {"sql": ...}'}, status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
+            # Refused before any engine is opened.
+            error = 'expected a JSON object {"sql": "...", "params": {...}}'
+            return web.json_response({"error": error}, status=400)
         status, answer = await asyncio.to_thread(self._readonly_query, body)
         return web.json_response(answer, status=status, dumps=_dumps)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -47,8 +48,8 @@ async def test_the_sink_loop_restarts_after_failures(monkeypatch: pytest.MonkeyP
     assert service.last_error is not None and "ClickHouse down (3)" in service.last_error
 
 
-async def test_health_metrics_stats_and_refused_bodies() -> None:
-    service = SinkService(Settings(), "127.0.0.1:1")
+async def test_health_metrics_stats_and_refused_bodies(tmp_path: Path) -> None:
+    service = SinkService(Settings(data_dir=tmp_path), "127.0.0.1:1")
     async with TestClient(TestServer(service.web_app())) as client:
         health = await client.get("/health")
         assert health.status == 503  # not migrated, no consumer yet
@@ -66,3 +67,4 @@ async def test_health_metrics_stats_and_refused_bodies() -> None:
         assert bad.status == 400
         shape = await client.post("/query", json={"query": "SELECT 1"})
         assert shape.status == 400
+    assert not (tmp_path / "clickhouse").exists()  # refused without opening the engine
