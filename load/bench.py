@@ -9,18 +9,22 @@ local broker started in a temporary directory and stopped at the end):
    topics, the Python limit for one core;
 3. replay: `streams.replay.replay` over the same topics;
 4. fold: `load.fold_bench.run`, the fold alone (in-order and shuffled arrival);
-5. pipeline: one worker subprocess (state table, status topic, ClickHouse sink),
-   idle on a fresh prefix, then the same encoded events produced to it; timed from the
-   first produce to the last status record (the Kafka timestamp of the latest status of
-   every parcel, once each parcel's latest status equals the replayed state) and to the
-   last row visible in ClickHouse (polled through the worker's `POST /query`);
-6. latency: a fresh worker on a fresh prefix, new parcels produced paced at half the
-   pipeline rate; status latency per status record = its Kafka timestamp - the
-   `source_ts` header (the input record's Kafka timestamp) the worker copies onto it;
-   ClickHouse-visible latency from the worker's `GET /stats`.
+5. pipeline: one worker subprocess (state table, status topic) and one `trackbone sink`
+   subprocess (ClickHouse), idle on a fresh prefix, then the same encoded events
+   produced to it; timed from the first produce to the last status record (the Kafka
+   timestamp of the latest status of every parcel, once each parcel's latest status
+   equals the replayed state) and to the last row visible in ClickHouse (polled
+   through the sink's `POST /query`);
+6. sink drain: a fresh sink (new consumer group, new embedded engine) over the
+   pipeline's outputs, now a backlog: `sink_rows_per_s` = rows it inserted / seconds
+   from its first fetch to its last accepted batch (from its `GET /stats`);
+7. latency: a fresh worker and sink on a fresh prefix, new parcels produced paced at
+   half the pipeline rate; status latency per status record = its Kafka timestamp -
+   the `source_ts` header (the input record's Kafka timestamp) the worker copies onto
+   it; ClickHouse-visible latency from the sink's `GET /stats`.
 
 Progress goes to stderr; the result is one dict (JSON-able), and a PNG latency plot.
-A figure the worker cannot provide yet (no `source_ts` header, no `/query`, no
+A figure the processes cannot provide (no `source_ts` header, no `/query`, no
 `/stats`) is reported as null with a note, never estimated.
 """
 
@@ -42,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from load.worker_process import WorkerError, WorkerProcess, worker_env
+from load.worker_process import SinkProcess, WorkerError, WorkerProcess, worker_env
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -305,21 +309,28 @@ def profile_raw(bootstrap: str, settings: Settings, out_dir: Path) -> dict[str, 
 # --- the worker ----------------------------------------------------------------------------
 
 
+def bench_env(bootstrap: str, prefix: str, settings: Settings) -> dict[str, str]:
+    """A fresh app id on `prefix`; the operator's other TRACKBONE_* knobs (sink batching,
+    store...) kept.
+    """
+    operator = {k: v for k, v in os.environ.items() if k.startswith("TRACKBONE_")}
+    env = worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:12]}")
+    env |= {k: v for k, v in operator.items() if k not in env}
+    env["TRACKBONE_PARTITIONS"] = str(settings.partitions)
+    if settings.kafka_home:
+        env["TRACKBONE_KAFKA_HOME"] = str(settings.kafka_home)
+    return env
+
+
 class Worker(WorkerProcess):
     """One `trackbone worker` on its own prefix, app id, port and data dir.
 
-    The operator's other TRACKBONE_* knobs (sink batching, store...) apply to it. Its
-    readings return None instead of raising, so a slow worker reads as "not yet".
+    Its readings return None instead of raising, so a slow worker reads as "not yet".
     """
 
     def __init__(self, bootstrap: str, prefix: str, work_dir: Path, settings: Settings) -> None:
         name = f"worker-{uuid.uuid4().hex[:8]}"
-        operator = {k: v for k, v in os.environ.items() if k.startswith("TRACKBONE_")}
-        env = worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:12]}")
-        env |= {k: v for k, v in operator.items() if k not in env}
-        env["TRACKBONE_PARTITIONS"] = str(settings.partitions)
-        if settings.kafka_home:
-            env["TRACKBONE_KAFKA_HOME"] = str(settings.kafka_home)
+        env = bench_env(bootstrap, prefix, settings)
         super().__init__(env, work_dir / name, log=work_dir / f"{name}.log")
 
     def start(self, timeout_s: float = 120.0) -> Worker:
@@ -332,15 +343,30 @@ class Worker(WorkerProcess):
         except (OSError, WorkerError):
             return None
 
+
+class Sink(SinkProcess):
+    """One `trackbone sink` for a worker's outputs (its env: prefix and app id = group).
+
+    ``fresh_group``: a new app id, so a new consumer group that reads the outputs
+    from the beginning (the drain measurement). Readings return None instead of raising.
+    """
+
+    def __init__(self, worker: Worker, work_dir: Path, *, fresh_group: bool = False) -> None:
+        name = f"sink-{uuid.uuid4().hex[:8]}"
+        env = dict(worker.env)
+        if fresh_group:
+            env["TRACKBONE_APP_ID"] = f"bench-{uuid.uuid4().hex[:12]}"
+        super().__init__(env, work_dir / name, log=work_dir / f"{name}.log")
+
     def clickhouse_count(self) -> int | None:
-        """Rows of `parcel_state FINAL` through the worker's query endpoint; None: unavailable."""
+        """Rows of `parcel_state FINAL` through the sink's query endpoint; None: unavailable."""
         try:
             rows = self.client.query("SELECT count() AS n FROM parcel_state FINAL")
         except (OSError, WorkerError, KeyError):
             return None
         return int(rows[0]["n"]) if rows else None
 
-    def stats(self) -> dict[str, Any] | None:
+    def stats(self) -> dict[str, Any] | None:  # type: ignore[override]
         try:
             return self.client.stats()
         except (OSError, WorkerError):
@@ -650,8 +676,10 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
 
     # 5. pipeline
     pipe = prefixed("pipe")
-    log("starting a worker for the pipeline run")
-    worker = Worker(bootstrap, pipe.topic_prefix, work_dir, base).start()
+    log("starting a worker and a ClickHouse sink for the pipeline run")
+    worker = Worker(bootstrap, pipe.topic_prefix, work_dir, base)
+    sink = Sink(worker, work_dir).start()
+    worker.start()
     result["pipeline_events_per_s"] = None
     result["clickhouse_visible_s"] = None
     try:
@@ -693,7 +721,7 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
             log(f"pipeline incomplete; worker log tail:\n{worker.tail()}")
         visible_at = (
             await_clickhouse(  # every parcel plus the warm-up one
-                worker, len(expected) + 1, time.monotonic() + config.clickhouse_timeout_s
+                sink, len(expected) + 1, time.monotonic() + config.clickhouse_timeout_s
             )
             if complete
             else None
@@ -706,11 +734,16 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
         result["worker_metrics"] = _short_metrics(worker.metrics())
     finally:
         worker.stop()
+        sink.stop()
+
+    # 6. the sink alone, draining the pipeline's outputs
+    result |= drain_phase(config, worker, work_dir, len(expected) + 1, notes)
+
     raw_rate = result["raw_events_per_s"]
     pipe_rate = result["pipeline_events_per_s"]
     result["ratio"] = round(pipe_rate / raw_rate, 3) if pipe_rate and raw_rate else None
 
-    # 6. latency at half the pipeline rate
+    # 7. latency at half the pipeline rate
     result |= latency_phase(config, bootstrap, prefixed("lat"), work_dir, pipe_rate, notes)
 
     result["machine"] = machine_facts(kafka)
@@ -741,10 +774,10 @@ def wait_for_worker(worker: Worker, events: int, deadline: float) -> tuple[float
     return taken, seen_at
 
 
-def await_clickhouse(worker: Worker, rows: int, deadline: float) -> float | None:
+def await_clickhouse(sink: Sink, rows: int, deadline: float) -> float | None:
     """Epoch seconds when `parcel_state FINAL` first shows `rows` rows; None if never/unknown."""
     while time.monotonic() < deadline:
-        count = worker.clickhouse_count()
+        count = sink.clickhouse_count()
         if count is None:
             return None
         if count >= rows:
@@ -787,7 +820,9 @@ def latency_phase(
     count = max(500, min(config.events, int(rate * config.latency_seconds)))
     log(f"latency run: {count:,} new events at {rate:,.0f} events/s")
     batch = simulate_encoded(count, config.seed + 1, f"L{uuid.uuid4().hex[:6]}")
-    worker = Worker(bootstrap, settings.topic_prefix, work_dir, config.settings).start()
+    worker = Worker(bootstrap, settings.topic_prefix, work_dir, config.settings)
+    sink = Sink(worker, work_dir).start()
+    worker.start()
     try:
         asyncio.run(warm_up(bootstrap, settings, "lat", time.monotonic() + 180))
         paced_s = asyncio.run(produce_paced(bootstrap, settings, batch.messages, rate))
@@ -817,8 +852,8 @@ def latency_phase(
             out["status_latency_samples"] = len(values)
         clickhouse_ms: list[float] = []
         # Let the sink catch up before reading its samples (returns at once without /query).
-        await_clickhouse(worker, len(expected), time.monotonic() + config.clickhouse_timeout_s)
-        stats = worker.stats()
+        await_clickhouse(sink, len(expected), time.monotonic() + config.clickhouse_timeout_s)
+        stats = sink.stats()
         if stats and stats.get("clickhouse_visible_ms"):
             clickhouse_ms = [float(v) for v in stats["clickhouse_visible_ms"]]
             out["clickhouse_visible_ms_p50"] = percentile(clickhouse_ms, 50)
@@ -835,4 +870,48 @@ def latency_phase(
         out["latency_plot"] = str(plot) if plot else None
     finally:
         worker.stop()
+        sink.stop()
+    return out
+
+
+def drain_phase(
+    config: BenchConfig, worker: Worker, work_dir: Path, parcels: int, notes: list[str]
+) -> dict[str, Any]:
+    """A fresh sink over the worker's finished outputs: how fast it stores a backlog.
+
+    Caught up = every parcel in `parcel_state FINAL`, no consumer lag, nothing buffered;
+    the rate is rows / (last accepted batch - first fetch), both from its `GET /stats`.
+    """
+    out: dict[str, Any] = {"sink_rows_per_s": None}
+    log("sink drain: a fresh sink over the pipeline's outputs")
+    sink = Sink(worker, work_dir, fresh_group=True).start()
+    try:
+        deadline = time.monotonic() + config.worker_timeout_s
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            stats = sink.stats()
+            state = (stats or {}).get("sink") or {}
+            drained = state.get("consumer_lag") == 0 and not state.get("pending_rows")
+            if drained and (sink.clickhouse_count() or 0) >= parcels:
+                state = (sink.stats() or {}).get("sink") or state
+                break
+            if not sink.alive():
+                raise RuntimeError(f"the drain sink died:\n{sink.tail()}")
+            time.sleep(0.25)  # poll interval of a deadline-bounded wait
+        else:
+            notes.append("sink drain: the sink did not catch up in time")
+            return out
+        first, last = state.get("first_fetch_at"), state.get("last_write_at")
+        rows = int(state.get("rows_written") or 0)
+        seconds = (last - first) if first and last else None
+        out["sink_rows_per_s"] = _rate(rows, seconds)
+        out["sink_drain"] = {
+            "rows": rows,
+            "seconds": round(seconds, 3) if seconds else None,
+            "rows_by_table": state.get("rows_by_table"),
+            "batches": state.get("batches_written"),
+        }
+        log(f"sink drain: {rows:,} rows at {out['sink_rows_per_s'] or 0:,.0f} rows/s")
+    finally:
+        sink.stop()
     return out

@@ -1,12 +1,12 @@
 """The demo (`trackbone demo`): the whole product on one machine, then what it saw.
 
 It runs the real pieces, not a mock-up: the local Kafka broker (unless one is
-configured), one `trackbone worker` subprocess with the ClickHouse sink on embedded
-chdb, and the carrier simulator producing a Singles Day slice as Avro at a paced
-rate. Every number in the report is read back from the product's outputs: the
-worker's `/metrics`, ClickHouse through the worker's `POST /query` (the embedded
-engine belongs to the worker process), the tracking API `GET /parcels/{id}` and the
-status topic. The simulator's own counts are never shown, so the report is evidence
+configured), one `trackbone worker` subprocess, one `trackbone sink` subprocess
+writing embedded chdb, and the carrier simulator producing a Singles Day slice as
+Avro at a paced rate. Every number in the report is read back from the product's
+outputs: the worker's `/metrics`, ClickHouse through the sink's `POST /query` (the
+embedded engine belongs to the sink process), the tracking API `GET /parcels/{id}`
+and the status topic. The simulator's own counts are never shown, so the report is evidence
 that the pipeline did its job rather than an echo of the input.
 
 Each run gets a fresh topic prefix and app id (old runs' topics never mix in), a
@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from load.simulator import Scenario, SimEvent, simulate
-from load.worker_process import WorkerClient, WorkerError, WorkerProcess, worker_env
+from load.worker_process import (
+    SinkClient,
+    SinkProcess,
+    WorkerClient,
+    WorkerError,
+    WorkerProcess,
+    worker_env,
+)
 from projections.jsonform import parse_time
 from projections.milestones import CUSTOMS_MILESTONE, FORWARD_RANK, SCAN_MILESTONE, Milestone
 from streams.settings import Settings
@@ -70,17 +77,49 @@ class DemoConfig:
 # --------------------------------------------------------------------------- HTTP client
 
 
-def demo_worker(settings: Settings, bootstrap: str, data_dir: Path) -> WorkerProcess:
-    """The demo's worker: its run's prefix and app id; the operator's Kafka knobs kept."""
-    keep = ("TRACKBONE_KAFKA_HOME", "TRACKBONE_KAFKA_VERSION")
-    env = worker_env(
+def demo_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """The run's prefix and app id; the operator's Kafka and sink knobs kept."""
+    keep = ("TRACKBONE_KAFKA_HOME", "TRACKBONE_KAFKA_VERSION", "TRACKBONE_SINK_FLUSH_S")
+    return worker_env(
         bootstrap,
         settings.topic_prefix,
         settings.app_id,
         TRACKBONE_PARTITIONS=str(settings.partitions),
         **{k: os.environ[k] for k in keep if k in os.environ},
     )
-    return WorkerProcess(env, data_dir, log=data_dir / "worker.log")
+
+
+def demo_worker(settings: Settings, bootstrap: str, data_dir: Path) -> WorkerProcess:
+    """The demo's worker (no ClickHouse: the sink process writes it)."""
+    return WorkerProcess(demo_env(settings, bootstrap), data_dir, log=data_dir / "worker.log")
+
+
+def demo_sink(settings: Settings, bootstrap: str, data_dir: Path) -> SinkProcess:
+    """The demo's ClickHouse sink: owns the embedded engine under its data dir."""
+    return SinkProcess(demo_env(settings, bootstrap), data_dir, log=data_dir / "sink.log")
+
+
+class Pipeline:
+    """What the demo reads back: the worker's API and the sink's (ClickHouse) API."""
+
+    def __init__(self, worker: WorkerClient, sink: SinkClient) -> None:
+        self.worker = worker
+        self.sink = sink
+
+    def metrics(self) -> dict[str, float]:
+        return self.worker.metrics()
+
+    def stream_time(self) -> int | None:
+        return self.worker.stream_time()
+
+    def parcel(self, parcel_id: str) -> dict[str, Any] | None:
+        return self.worker.parcel(parcel_id)
+
+    def sink_rows(self) -> int:
+        return self.sink.sink_rows()
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.sink.query(sql, params)
 
 
 # --------------------------------------------------------------------------- producing
@@ -121,8 +160,8 @@ async def produce_paced(
     Records go through the bulk batch path, flushed every FLUSH_EVERY_S so the worker
     sees a steady feed rather than one burst when a 256 KiB batch finally fills.
     """
+    from load.commands.simulate import TokenBucket
     from streams.avro import encode_event, topic_base_for
-    from streams.commands.simulate import TokenBucket
     from streams.kafka_io import BatchSender, make_producer
 
     producer = make_producer(bootstrap, client_id="trackbone-demo")
@@ -204,7 +243,7 @@ class StatusOffsets:
         return int(sum(ends.values()))
 
 
-def take_sample(client: WorkerClient, progress: Progress, statuses: int, sink_rows: int) -> Sample:
+def take_sample(client: Pipeline, progress: Progress, statuses: int, sink_rows: int) -> Sample:
     metrics = client.metrics()
     return Sample(
         t=time.monotonic() - progress.started,
@@ -214,7 +253,7 @@ def take_sample(client: WorkerClient, progress: Progress, statuses: int, sink_ro
         duplicates=int(metrics.get("trackbone_events_duplicate_total", 0)),
         dead_lettered=int(metrics.get("trackbone_events_dead_lettered_total", 0)),
         statuses=statuses,
-        sink_rows=int(metrics.get("trackbone_sink_rows_total", 0)) or sink_rows,
+        sink_rows=sink_rows,
     )
 
 
@@ -260,7 +299,7 @@ class LiveLine:
 
 
 async def monitor(
-    client: WorkerClient,
+    client: Pipeline,
     offsets: StatusOffsets,
     progress: Progress,
     line: LiveLine,
@@ -273,7 +312,7 @@ async def monitor(
         try:
             statuses = await offsets.count()
             if time.monotonic() - last_stats >= STATS_EVERY_S or stop.is_set():
-                # /stats carries every visibility sample: ask for it less often
+                # a second process to ask: less often than the worker
                 last_stats = time.monotonic()
                 sink_rows = await asyncio.to_thread(client.sink_rows)
             sample = await asyncio.to_thread(take_sample, client, progress, statuses, sink_rows)
@@ -382,7 +421,7 @@ async def read_status_topic(bootstrap: str, topic: str) -> StatusTopicView:
     )
 
 
-def clickhouse_totals(client: WorkerClient) -> dict[str, int]:
+def clickhouse_totals(client: Pipeline) -> dict[str, int]:
     (row,) = client.query(
         "SELECT (SELECT count() FROM parcel_state FINAL) AS parcels,"
         " (SELECT sum(version) FROM parcel_state FINAL) AS version_sum,"
@@ -429,7 +468,7 @@ class LateSnapshot:
     examples: list[dict[str, Any]]
 
 
-def late_snapshot(client: WorkerClient) -> LateSnapshot:
+def late_snapshot(client: Pipeline) -> LateSnapshot:
     """Ask ClickHouse which parcels are late *now*, where now is the stream time.
 
     The stream time (newest event time the worker has seen) rather than the wall
@@ -470,7 +509,7 @@ def named_query(name: str) -> str:
 
 
 def gather_report(
-    client: WorkerClient,
+    client: Pipeline,
     status_view: StatusTopicView,
     late_mid: LateSnapshot | None = None,
     late_mid_note: str | None = None,
@@ -524,7 +563,7 @@ def gather_report(
     )
 
 
-def pick_sample_parcel(client: WorkerClient) -> dict[str, Any] | None:
+def pick_sample_parcel(client: Pipeline) -> dict[str, Any] | None:
     """A delivered international parcel with an import customs hold, failed attempts first."""
     held = (
         "SELECT parcel_id FROM parcel_events FINAL WHERE event_type = 'CustomsStatusRecorded'"
@@ -966,6 +1005,7 @@ class Demo:
         self.err = sys.stderr if err is None else err
         self.broker: Any = None
         self.worker: WorkerProcess | None = None
+        self.sink: SinkProcess | None = None
         self.bootstrap: str | None = None
         self.started = time.monotonic()
         self.charts: list[Path] = []
@@ -1019,15 +1059,20 @@ class Demo:
 
         asyncio.run(ensure_contract_topics(self.settings, self.bootstrap))
         self.say(f"topics: prefix {self.settings.topic_prefix!r}, app id {self.settings.app_id}")
+        self.sink = demo_sink(self.settings, self.bootstrap, self.data_dir / "sink")
+        self.say(f"sink: starting with embedded ClickHouse under {self.sink.data_dir}...")
+        self.sink.start()
+        self.say(f"sink: healthy at {self.sink.client.url} (log {self.sink.log})")
         self.worker = demo_worker(self.settings, self.bootstrap, self.data_dir / "worker")
-        self.say(f"worker: starting with embedded ClickHouse under {self.worker.data_dir}...")
+        self.say("worker: starting...")
         self.worker.start()
         self.say(f"worker: healthy at {self.worker.client.url} (log {self.worker.log})")
 
     def teardown(self) -> None:
-        if self.worker is not None and self.worker.proc is not None:
-            code = self.worker.stop()
-            self.say(f"worker: stopped (exit code {code})")
+        for name, proc in (("worker", self.worker), ("sink", self.sink)):
+            if proc is not None and proc.proc is not None:
+                code = proc.stop()
+                self.say(f"{name}: stopped (exit code {code})")
         if self.bootstrap is not None and not self.config.keep_topics:
             try:
                 deleted = asyncio.run(delete_run_topics(self.bootstrap, self.settings))
@@ -1044,8 +1089,8 @@ class Demo:
         return Scenario(parcels=self.config.parcels, seed=self.config.seed)
 
     async def produce_and_report(self) -> Report:
-        assert self.worker is not None and self.bootstrap is not None
-        client = self.worker.client
+        assert self.worker is not None and self.sink is not None and self.bootstrap is not None
+        client = Pipeline(self.worker.client, self.sink.client)
         scenario = self.scenario()
         self.say(
             f"simulating a Singles Day slice: {scenario.parcels:,} parcels registered from"
@@ -1090,7 +1135,7 @@ class Demo:
         )
 
     async def snapshot_mid_run(
-        self, client: WorkerClient, progress: Progress, stop: asyncio.Event
+        self, client: Pipeline, progress: Progress, stop: asyncio.Event
     ) -> None:
         """Once the worker has consumed half the feed, ask which parcels are late then.
 
@@ -1116,7 +1161,7 @@ class Demo:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SAMPLE_EVERY_S)
 
-    async def wait_caught_up(self, client: WorkerClient, produced: int) -> StatusTopicView:
+    async def wait_caught_up(self, client: Pipeline, produced: int) -> StatusTopicView:
         """Wait (conditions with deadlines) until worker, status topic and ClickHouse agree."""
         assert self.bootstrap is not None and self.worker is not None
         stall = self.config.stall_timeout_s
@@ -1129,6 +1174,9 @@ class Demo:
             while True:
                 if not self.worker or not self.worker.alive():
                     raise DemoError(f"the worker died; its log ends with:\n{self.worker_tail()}")
+                if not self.sink or not self.sink.alive():
+                    tail = self.sink.tail() if self.sink else ""
+                    raise DemoError(f"the sink died; its log ends with:\n{tail}")
                 value = await check()
                 if value:
                     return value
@@ -1139,9 +1187,10 @@ class Demo:
                     if marker != last_marker:
                         last_marker, last_change = marker, time.monotonic()
                 if time.monotonic() - last_change > stall:
+                    sink_tail = self.sink.tail() if self.sink else ""
                     raise DemoError(
                         f"no progress for {stall:.0f} s while waiting for {what}; worker log:\n"
-                        f"{self.worker_tail()}"
+                        f"{self.worker_tail()}\nsink log:\n{sink_tail}"
                     )
                 await asyncio.sleep(0.25)  # poll interval, not a synchronisation
 

@@ -1,7 +1,7 @@
-"""A `trackbone worker` child process and a client of its HTTP API.
+"""`trackbone worker` and `trackbone sink` child processes and clients of their HTTP APIs.
 
-One implementation for everything that runs a worker from the outside: the demo,
-the benchmark and the integration tests. Waits poll a condition with a deadline.
+One implementation for everything that runs them from the outside: the demo, the
+benchmark and the integration tests. Waits poll a condition with a deadline.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class WorkerError(RuntimeError):
-    """A worker that would not start, died, or answered with an error."""
+    """A worker or sink that would not start, died, or answered with an error."""
 
 
 def wait_until(
@@ -82,8 +82,8 @@ def worker_env(bootstrap: str, prefix: str, app_id: str, **extra: str) -> dict[s
     return env | extra
 
 
-class WorkerClient:
-    """The worker's HTTP API, as a downstream app would call it."""
+class ServiceClient:
+    """What every trackbone HTTP API has: /health and Prometheus /metrics."""
 
     def __init__(self, url: str, timeout_s: float = 60.0) -> None:
         self.url = url.rstrip("/")
@@ -109,13 +109,6 @@ class WorkerClient:
             return False
         return status == 200
 
-    def stream_time(self) -> int | None:
-        status, body = self.call("/health")
-        if status != 200:
-            return None
-        value = orjson.loads(body).get("stream_time")
-        return parse_time(value, "stream_time") if value else None
-
     def metrics(self) -> dict[str, float]:
         """Prometheus text -> totals per metric name (labels summed) plus labelled samples."""
         status, body = self.call("/metrics")
@@ -123,25 +116,16 @@ class WorkerClient:
             raise WorkerError(f"GET /metrics answered {status}")
         return parse_metrics(body.decode())
 
-    def stats(self) -> dict[str, Any]:
-        status, body = self.call("/stats")
-        if status != 200:
-            raise WorkerError(f"GET /stats answered {status}")
-        result: dict[str, Any] = orjson.loads(body)
-        return result
 
-    def sink_rows(self) -> int:
-        """Rows the worker's ClickHouse sink has written (from ``GET /stats``)."""
-        return int((self.stats().get("sink") or {}).get("rows_written") or 0)
+class WorkerClient(ServiceClient):
+    """The worker's HTTP API, as a downstream app would call it."""
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        payload = orjson.dumps({"sql": sql, "params": dict(params or {})})
-        status, body = self.call("/query", payload)
-        answer = orjson.loads(body) if body else {}
+    def stream_time(self) -> int | None:
+        status, body = self.call("/health")
         if status != 200:
-            raise WorkerError(f"POST /query answered {status}: {answer.get('error', answer)}")
-        columns = answer["columns"]
-        return [dict(zip(columns, row, strict=True)) for row in answer["rows"]]
+            return None
+        value = orjson.loads(body).get("stream_time")
+        return parse_time(value, "stream_time") if value else None
 
     def parcel(self, parcel_id: str) -> dict[str, Any] | None:
         status, body = self.call(f"/parcels/{parcel_id}")
@@ -153,8 +137,36 @@ class WorkerClient:
         return result
 
 
-class WorkerProcess:
-    """A `trackbone worker` child with its own data dir, web port and log file."""
+class SinkClient(ServiceClient):
+    """The ClickHouse sink service's HTTP API: its state and analysts' read-only queries."""
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /stats``: every ClickHouse-visible latency sample plus the sink's state."""
+        status, body = self.call("/stats")
+        if status != 200:
+            raise WorkerError(f"GET /stats answered {status}")
+        result: dict[str, Any] = orjson.loads(body)
+        return result
+
+    def sink_rows(self) -> int:
+        """Rows ClickHouse accepted from this sink (cheap: from ``GET /metrics``)."""
+        return int(self.metrics().get("trackbone_sink_rows_total", 0))
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        payload = orjson.dumps({"sql": sql, "params": dict(params or {})})
+        status, body = self.call("/query", payload)
+        answer = orjson.loads(body) if body else {}
+        if status != 200:
+            raise WorkerError(f"POST /query answered {status}: {answer.get('error', answer)}")
+        columns = answer["columns"]
+        return [dict(zip(columns, row, strict=True)) for row in answer["rows"]]
+
+
+class ServiceProcess:
+    """A `trackbone <command>` child with its own data dir, web port and log file."""
+
+    command = ""
+    client_class: type[ServiceClient] = ServiceClient
 
     def __init__(
         self, env: Mapping[str, str], data_dir: Path, *extra: str, log: Path | None = None
@@ -163,19 +175,19 @@ class WorkerProcess:
         self.data_dir = data_dir
         self.extra = extra
         self.port = free_port()
-        self.log = log or data_dir / f"worker-{self.port}.log"
+        self.log = log or data_dir / f"{self.command}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client = WorkerClient(self.url)
+        self.client = self.client_class(self.url)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 120.0) -> WorkerProcess:
+    def start(self, timeout_s: float = 120.0) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "streams.cli", "worker",
+            sys.executable, "-m", "streams.cli", self.command,
             "--web-port", str(self.port), "--data-dir", str(self.data_dir), *self.extra,
         ]  # fmt: skip
         with self.log.open("ab") as log:
@@ -188,14 +200,16 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the parent, which stops it cleanly
             )
-        wait_until(self.healthy, timeout_s, f"the worker on port {self.port} to answer /health")
+        wait_until(
+            self.healthy, timeout_s, f"the {self.command} on port {self.port} to answer /health"
+        )
         return self
 
     def healthy(self) -> bool:
         if not self.alive():
             code = None if self.proc is None else self.proc.returncode
             raise WorkerError(
-                f"the worker exited with code {code}; {self.log} ends with:\n{self.tail()}"
+                f"the {self.command} exited with code {code}; {self.log} ends with:\n{self.tail()}"
             )
         return self.client.health()
 
@@ -209,7 +223,7 @@ class WorkerProcess:
             return "(no log)"
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
-        """SIGTERM (Faust shuts down cleanly), SIGKILL of its group after the deadline."""
+        """SIGTERM (a clean shutdown), SIGKILL of its group after the deadline."""
         proc = self.proc
         if proc is None:
             return None
@@ -228,3 +242,33 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
+
+
+class WorkerProcess(ServiceProcess):
+    """A `trackbone worker` child (Faust shuts down cleanly on SIGTERM)."""
+
+    command = "worker"
+    client_class = WorkerClient
+    client: WorkerClient
+
+
+class SinkProcess(ServiceProcess):
+    """A `trackbone sink` child: owns the embedded ClickHouse under its data dir.
+
+    Healthy once its schema is migrated and its consumer runs; SIGTERM flushes the
+    rows it holds and commits them before it exits.
+    """
+
+    command = "sink"
+    client_class = SinkClient
+    client: SinkClient
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.stats()
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.client.query(sql, params)
+
+    def rows(self) -> int:
+        """Rows ClickHouse accepted from this sink so far."""
+        return self.client.sink_rows()

@@ -61,6 +61,11 @@ class Topics:
         return self.name("tracking.dead-letter")
 
     @property
+    def parcel_events(self) -> str:
+        """Internal: deltas of each parcel's effective event set, for the ClickHouse sink."""
+        return self.name("tracking.parcel-events")
+
+    @property
     def inputs(self) -> tuple[str, ...]:
         return (self.registrations, self.scans, self.handoffs, self.customs, self.corrections)
 
@@ -91,6 +96,8 @@ class Settings:
     clickhouse_database: str = "tracking"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    sink_web_port: int = 6067
+    """HTTP port of the ClickHouse sink service (``trackbone sink``)."""
     max_events_per_parcel: int = 500
     stuck_after_hours: float = 48.0
     stuck_check_interval_s: float = 60.0
@@ -111,6 +118,11 @@ class Settings:
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    @property
+    def sink_owner_file(self) -> Path:
+        """Written by a running ``trackbone sink`` (pid, URL): it owns the embedded engine."""
+        return self.data_dir / "sink.json"
 
     @property
     def clickhouse_url(self) -> str:
@@ -141,6 +153,7 @@ class Settings:
         ints = {
             "PARTITIONS": "partitions",
             "WEB_PORT": "web_port",
+            "SINK_WEB_PORT": "sink_web_port",
             "MAX_EVENTS_PER_PARCEL": "max_events_per_parcel",
             "SINK_BATCH_ROWS": "sink_batch_rows",
             "SINK_MAX_PENDING_BATCHES": "sink_max_pending_batches",

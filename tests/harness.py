@@ -16,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from load.worker_process import WorkerError, wait_until
+from load.worker_process import SinkProcess, WorkerError, wait_until
 from load.worker_process import WorkerProcess as BaseWorkerProcess
 from load.worker_process import worker_env as base_worker_env
 
@@ -52,6 +52,9 @@ class WorkerProcess(BaseWorkerProcess):
     def assigned(self) -> bool:
         """True once the worker owns input partitions (it reports lag for them)."""
         return any(name.startswith("trackbone_consumer_lag{") for name in self.metrics())
+
+
+__all__ = ["SinkProcess", "WorkerProcess", "wait_for", "worker_env"]
 
 
 def worker_env(bootstrap: str, prefix: str, app_id: str, **extra: str) -> dict[str, str]:

@@ -11,8 +11,8 @@ backend, ``http(s)://user:pass@host:8123/db`` a server. What we found out about 
   start is ~0.1 s). Tests therefore share one path per session with a unique
   *database* per test (``settings.clickhouse_database``), and close their clients.
 * ONE PROCESS PER DATA DIR. A second process opening a path in use fails (ClickHouse's
-  ``status`` file lock); we turn that into ClickHouseSetupError with a hint. While a
-  worker owns the dir, ``trackbone query`` goes through the worker's HTTP endpoint.
+  ``status`` file lock); we turn that into ClickHouseSetupError with a hint. While the
+  sink service owns the dir, ``trackbone query`` goes through the sink's HTTP endpoint.
 * THREADS. The chdb backend serialises calls on a handle with its own lock, so a
   shared client may be called from worker threads (``asyncio.to_thread``); concurrent
   calls on several handles of one engine also work (tested). The HTTP client is
@@ -105,8 +105,8 @@ def _open(url: str, database: str, readonly: bool) -> Client:
         if is_embedded(url):
             hint = (
                 " (the embedded engine allows one process per data dir and one data dir"
-                " per process: is a worker running on it? `trackbone query` then goes"
-                " through the worker's HTTP endpoint)"
+                " per process: is `trackbone sink` running on it? `trackbone query` then goes"
+                " through the sink's HTTP endpoint)"
             )
         raise ClickHouseSetupError(f"cannot open ClickHouse at {url}: {exc}{hint}") from exc
     if not readonly:

@@ -106,7 +106,9 @@ class BatchingSink(ABC):
         self._writing: Batch | None = None
         self._sealed_rows = 0
         self.rows_written = 0
+        self.rows_by_table: dict[str, int] = {}
         self.batches_written = 0
+        self.write_failures = 0
         self.consecutive_failures = 0
         self.last_error: BaseException | None = None
         self._closed = False
@@ -209,10 +211,12 @@ class BatchingSink(ABC):
         return self._sealed_rows + self._open.row_count
 
     def status(self) -> dict[str, Any]:
-        """Health numbers for the worker's status endpoint."""
+        """Health numbers for the sink's status endpoint."""
         return {
             "rows_written": self.rows_written,
+            "rows_by_table": dict(self.rows_by_table),
             "batches_written": self.batches_written,
+            "write_failures": self.write_failures,
             "pending_batches": self.pending_batches,
             "pending_rows": self.pending_rows,
             "consecutive_failures": self.consecutive_failures,
@@ -275,6 +279,8 @@ class BatchingSink(ABC):
                 if offset > self._written.get(tp, -1):
                     self._written[tp] = offset
             self.rows_written += batch.row_count
+            for table, rows in batch.rows.items():
+                self.rows_by_table[table] = self.rows_by_table.get(table, 0) + len(rows)
             self.batches_written += 1
             if self.on_committed is not None and batch.offsets:
                 await self._notify(self.committable())
@@ -291,6 +297,7 @@ class BatchingSink(ABC):
                 raise
             except Exception as exc:
                 attempt += 1
+                self.write_failures += 1
                 self.consecutive_failures = attempt
                 self.last_error = exc
                 delay = min(self.retry_max_s, self.retry_initial_s * 2 ** (attempt - 1))

@@ -1,8 +1,9 @@
 """`trackbone query`: run one read-only SQL statement or a named query, print the result.
 
-The embedded engine allows one process per data dir: when a worker owns it (a live
-pid in ``<data_dir>/worker.json``), the query goes to the worker's ``POST /query``
-instead of opening the engine here.
+The embedded engine allows one process per data dir: when the sink service owns it
+(``<data_dir>/sink.json`` names a live pid whose ``GET /health`` answers with that
+pid), the query goes to the sink's ``POST /query``; otherwise this process opens the
+engine itself. A server DSN is always queried directly.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import sys
 import urllib.error
 import urllib.request
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from streams.commands.clickhouse import add_connection_arguments, settings_from
 from streams.settings import Settings
 
 HTTP_TIMEOUT_S = 120.0
+HEALTH_TIMEOUT_S = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,16 +62,19 @@ def _description(sql: str) -> str:
     return first.removeprefix("--").strip()
 
 
-def worker_url(settings: Settings) -> str | None:
-    """Return the running worker's web URL if it owns the embedded engine, else None."""
+def sink_url(settings: Settings) -> str | None:
+    """Return the URL of the sink service that owns the embedded engine, else None.
+
+    The owner file alone could be stale (a SIGKILLed sink, a reused pid): the pid must
+    be alive and the URL's ``/health`` must report that same pid.
+    """
     from streams.clickhouse.client import is_embedded
 
     if not is_embedded(settings.clickhouse_url):
         return None
-    path = Path(settings.data_dir) / "worker.json"
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        pid, url = int(info["pid"]), str(info["web_url"])
+        info = json.loads(settings.sink_owner_file.read_text(encoding="utf-8"))
+        pid, url = int(info["pid"]), str(info["web_url"]).rstrip("/")
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
@@ -79,11 +83,22 @@ def worker_url(settings: Settings) -> str | None:
         return None
     except PermissionError:
         pass
-    return url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=HEALTH_TIMEOUT_S) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:  # 503 while starting: still the owner
+        body = exc.read()
+    except OSError:
+        return None
+    try:
+        answered = json.loads(body).get("pid")
+    except (ValueError, AttributeError):
+        return None
+    return url if answered == pid else None
 
 
-def query_via_worker(url: str, sql: str, params: dict[str, str]) -> dict[str, Any]:
-    """POST the statement to the worker; return {"columns", "rows"} or raise RuntimeError."""
+def query_via_sink(url: str, sql: str, params: dict[str, str]) -> dict[str, Any]:
+    """POST the statement to the sink; return {"columns", "rows"} or raise RuntimeError."""
     request = urllib.request.Request(
         f"{url}/query",
         data=json.dumps({"sql": sql, "params": params}).encode(),
@@ -170,13 +185,13 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     try:
         check_readonly_sql(sql)
-        url = worker_url(settings)
+        url = sink_url(settings)
         result = None
         if url is not None:
             try:
-                result = query_via_worker(url, sql, params)
+                result = query_via_sink(url, sql, params)
             except urllib.error.URLError:
-                result = None  # stale worker.json: the engine may be free, try directly
+                result = None  # the sink just went away: the engine may be free, try directly
         if result is None:
             result = query_direct(settings, sql, params)
     except ReadOnlyViolation as exc:

@@ -1,7 +1,9 @@
 """`trackbone worker`: run the stream processor.
 
 Several workers (on one machine or many) with the same app id share the input
-partitions; each needs its own data dir and web port on a shared machine.
+partitions; each needs its own data dir and web port on a shared machine. Workers do
+not write ClickHouse: they emit ``tracking.parcel-events`` and ``trackbone sink``
+(a process of its own) stores the outputs.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-sink",
         action="store_true",
-        help="accepted for compatibility: the sink runs as `trackbone sink`",
+        help="accepted for compatibility and ignored: workers never run the ClickHouse sink"
+        " (run `trackbone sink`)",
     )
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
 

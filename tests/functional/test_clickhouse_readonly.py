@@ -1,4 +1,4 @@
-"""The analysts' read-only path: statement guard, readonly=1 on chdb, CLI and worker route."""
+"""The analysts' read-only path: statement guard, readonly=1 on chdb, CLI and sink route."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_cli_query_direct_and_refusal(
     assert "where_is_my_parcel" in capsys.readouterr().out
 
 
-def test_cli_query_goes_through_a_live_worker(
+def test_cli_query_goes_through_a_live_sink(
     ch: ClickHouseTest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -160,12 +160,19 @@ def test_cli_query_goes_through_a_live_worker(
 ) -> None:
     seen: list[dict[str, object]] = []
     settings = ch.settings
+    health_pid = [os.getpid()]
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            assert self.path == "/health"
+            self.answer(200, {"status": "ok", "pid": health_pid[0]})
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body)
-            code, payload = handle_query_request(connect(settings, readonly=True), body)
+            self.answer(*handle_query_request(connect(settings, readonly=True), body))
+
+        def answer(self, code: int, payload: dict) -> None:
             data = json.dumps(payload).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -181,7 +188,7 @@ def test_cli_query_goes_through_a_live_worker(
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        (tmp_path / "worker.json").write_text(json.dumps({"pid": os.getpid(), "web_url": url}))
+        (tmp_path / "sink.json").write_text(json.dumps({"pid": os.getpid(), "web_url": url}))
         monkeypatch.setenv("TRACKBONE_DATA_DIR", str(tmp_path))
         base = ["--dsn", chdb_url(), "--database", ch.database, "--format", "json"]
         assert (
@@ -191,9 +198,14 @@ def test_cli_query_goes_through_a_live_worker(
         assert seen and seen[0]["params"] == {"parcel_id": "R1"}
         assert main(["query", "SELECT nope", *base]) == 1
         assert "nope" in capsys.readouterr().err
-        # A dead worker's file is ignored: the query opens the engine directly.
-        (tmp_path / "worker.json").write_text(json.dumps({"pid": 2**22 + 12345, "web_url": url}))
+        # A dead sink's file is ignored: the query opens the engine directly.
+        (tmp_path / "sink.json").write_text(json.dumps({"pid": 2**22 + 12345, "web_url": url}))
         count = len(seen)
+        assert main(["query", "SELECT 1 AS one", *base]) == 0
+        assert len(seen) == count
+        # So is a live pid that is not the process answering there (a reused pid).
+        (tmp_path / "sink.json").write_text(json.dumps({"pid": os.getpid(), "web_url": url}))
+        health_pid[0] = os.getpid() + 1
         assert main(["query", "SELECT 1 AS one", *base]) == 0
         assert len(seen) == count
     finally:

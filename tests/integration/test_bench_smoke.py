@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 KEYS = {
     "events", "raw_events_per_s", "pipeline_events_per_s", "ratio", "status_latency_ms_p50",
     "status_latency_ms_p99", "clickhouse_visible_ms_p99", "replay_events_per_s",
-    "fold_events_per_s", "machine", "goals",
+    "fold_events_per_s", "sink_rows_per_s", "machine", "goals",
 }  # fmt: skip
 
 
@@ -40,6 +40,9 @@ def test_bench_smoke(kafka_bootstrap: str, unique_name, tmp_path: Path) -> None:
     assert result["replay_events_per_s"] > 0
     assert result["replay"]["equals_raw_baseline_state"] is True
     assert result["fold_events_per_s"] > 0
+    # the sink process drained the pipeline's outputs on its own
+    assert result["sink_rows_per_s"] > 0, result["notes"]
+    assert result["sink_drain"]["rows"] > result["parcels"]
     assert result["machine"]["cpu_count"] >= 1
     assert set(result["goals"]) == {
         "pipeline_events_per_s", "ratio", "status_latency_ms_p99", "clickhouse_visible_ms_p99",

@@ -1,4 +1,4 @@
-"""Events in -> ClickHouse out, through a real worker, broker and embedded engine."""
+"""Events in -> ClickHouse out, through a real worker, sink service, broker and embedded engine."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests import mixed_input
-from tests.harness import WorkerProcess, wait_for, worker_env
+from tests.harness import SinkProcess, WorkerProcess, wait_for, worker_env
 from tests.integration.test_worker_end_to_end import FOLD_FIELDS, expected_fold, produce_file
 
 pytestmark = pytest.mark.integration
 
 
-def query(worker: WorkerProcess, sql: str) -> tuple[int, dict]:
+def query(sink: SinkProcess, sql: str) -> tuple[int, dict]:
     request = urllib.request.Request(
-        worker.url + "/query",
+        sink.url + "/query",
         data=json.dumps({"sql": sql, "params": {}}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
@@ -30,8 +30,8 @@ def query(worker: WorkerProcess, sql: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def rows(worker: WorkerProcess, sql: str) -> list[dict]:
-    status, body = query(worker, sql)
+def rows(sink: SinkProcess, sql: str) -> list[dict]:
+    status, body = query(sink, sql)
     assert status == 200, body
     return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
@@ -64,6 +64,7 @@ async def test_parcel_state_final_equals_fold_and_events_are_effective(
     path = mixed_input.write(tmp_path / "mixed.jsonl", mixed)
     expected = expected_fold(path)
     produce_file(env, path)
+    sink = SinkProcess(env, tmp_path / "sink").start()
     worker = WorkerProcess(env, tmp_path / "w").start()
     try:
         want = {p: {f: v[f] for f in FOLD_FIELDS} for p, v in expected.items()}
@@ -74,11 +75,11 @@ async def test_parcel_state_final_equals_fold_and_events_are_effective(
         seen: dict[str, dict] = {}
 
         def caught_up() -> bool:
-            (row,) = rows(worker, "SELECT count() AS events FROM parcel_events FINAL")
+            (row,) = rows(sink, "SELECT count() AS events FROM parcel_events FINAL")
             seen.clear()
             seen.update(
                 (r["parcel_id"], as_fold_json(r))
-                for r in rows(worker, "SELECT * FROM parcel_state FINAL ORDER BY parcel_id")
+                for r in rows(sink, "SELECT * FROM parcel_state FINAL ORDER BY parcel_id")
             )
             return row["events"] == total_effective and seen == want
 
@@ -89,13 +90,14 @@ async def test_parcel_state_final_equals_fold_and_events_are_effective(
         per_parcel = {
             r["parcel_id"]: r["n"]
             for r in rows(
-                worker, "SELECT parcel_id, count() AS n FROM parcel_events FINAL GROUP BY parcel_id"
+                sink, "SELECT parcel_id, count() AS n FROM parcel_events FINAL GROUP BY parcel_id"
             )
         }
         assert per_parcel == {p: v["event_count"] for p, v in expected.items()}
 
-        refused, body = query(worker, "DROP TABLE parcel_state")
+        refused, body = query(sink, "DROP TABLE parcel_state")
         assert refused == 400, body
-        assert rows(worker, "SELECT count() AS n FROM parcel_state FINAL")[0]["n"] == len(expected)
+        assert rows(sink, "SELECT count() AS n FROM parcel_state FINAL")[0]["n"] == len(expected)
     finally:
         worker.stop()
+        sink.stop()

@@ -76,6 +76,7 @@ def test_demo_runs_end_to_end_and_reports_from_the_outputs(
         assert path.is_file() and path.stat().st_size > 1000, path
         assert str(path) in report
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the worker it started is gone, and its topics were deleted
+    # the worker and the sink it started are gone, and its topics were deleted
     assert "worker: stopped (exit code 0)" in done.stderr
+    assert "sink: stopped (exit code 0)" in done.stderr
     assert "deleted this run's" in done.stderr

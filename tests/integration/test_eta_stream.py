@@ -85,7 +85,7 @@ async def test_learned_lane_statistics_reach_parcels_on_other_partitions(
     status_topic = f"{prefix}tracking.parcel-status"
     probe = ids_on(5, "PROBE", 1)[0]
     teachers = ids_on(0, "TEACH", 40)
-    worker = WorkerProcess(env, tmp_path / "w", "--no-sink").start()
+    worker = WorkerProcess(env, tmp_path / "w").start()
     try:
         # Before any delivery on the lane: the estimate falls back to the promise.
         produce_file(

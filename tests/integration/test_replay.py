@@ -182,7 +182,7 @@ async def test_replay_equals_worker_statuses(
     def all_same(got: dict[str, dict]) -> bool:
         return got.keys() == expected.keys() and all(same(got[p], expected[p]) for p in got)
 
-    worker = WorkerProcess(env, tmp_path / "w", "--no-sink").start()
+    worker = WorkerProcess(env, tmp_path / "w").start()
     try:
         records = await read_topic(
             kafka_bootstrap,

@@ -43,7 +43,7 @@ async def test_silent_parcel_raises_one_stuck_alert(
     busy = [ids_on(p, f"BUSY{p}-", 1)[0] for p in range(8)]  # stream time moves on everywhere
     events = [registration(silent, BASE)] + [registration(b, BASE + 10 * HOUR) for b in busy]
     produce_file(env, write(tmp_path / "in.jsonl", events))
-    worker = WorkerProcess(env, tmp_path / "w", "--no-sink").start()
+    worker = WorkerProcess(env, tmp_path / "w").start()
     try:
 
         def stuck(records) -> list[dict]:

@@ -102,7 +102,7 @@ async def test_worker_matches_fold_and_accounts_for_every_input(
     await produce_raw(kafka_bootstrap, garbage)
     sent = len(mixed.lines) - mixed.invalid_lines + len(garbage)
 
-    worker = WorkerProcess(env, tmp_path / "w1", "--no-sink").start()
+    worker = WorkerProcess(env, tmp_path / "w1").start()
     try:
         status_topic = f"{prefix}tracking.parcel-status"
         records = await read_topic(

@@ -55,8 +55,8 @@ async def test_two_workers_survivor_takes_over_after_sigkill(
     second_half.write_bytes(b"\n".join(mixed.lines[half:]) + b"\n")
     status_topic = f"{prefix}tracking.parcel-status"
 
-    first = WorkerProcess(env, tmp_path / "w1", "--no-sink").start()
-    second = WorkerProcess(env, tmp_path / "w2", "--no-sink").start()
+    first = WorkerProcess(env, tmp_path / "w1").start()
+    second = WorkerProcess(env, tmp_path / "w2").start()
     try:
         # Both own partitions before any input exists: each works on its share.
         wait_for(
@@ -109,8 +109,8 @@ async def test_tracking_api_answers_for_both_workers_partitions(
     mixed = mixed_input.build(parcels=80, seed=5, tag="RT")
     path = mixed_input.write(tmp_path / "mixed.jsonl", mixed)
     expected = expected_fold(path)
-    first = WorkerProcess(env, tmp_path / "w1", "--no-sink").start()
-    second = WorkerProcess(env, tmp_path / "w2", "--no-sink").start()
+    first = WorkerProcess(env, tmp_path / "w1").start()
+    second = WorkerProcess(env, tmp_path / "w2").start()
     try:
         # Produce once both are in the group, so that both own partitions.
         wait_for(
@@ -159,7 +159,7 @@ async def test_restart_keeps_state_and_applies_nothing_twice(
     data_dir = tmp_path / "w"
 
     produce_file(env, first_half)
-    worker = WorkerProcess(env, data_dir, "--no-sink").start()
+    worker = WorkerProcess(env, data_dir).start()
     expected_first = expected_fold(first_half)
     await read_topic(
         kafka_bootstrap,
@@ -174,7 +174,7 @@ async def test_restart_keeps_state_and_applies_nothing_twice(
         worker.kill()
 
     produce_file(env, second_half)
-    worker = WorkerProcess(env, data_dir, "--no-sink").start()
+    worker = WorkerProcess(env, data_dir).start()
     try:
         expected = expected_fold(whole)
         records = await read_topic(

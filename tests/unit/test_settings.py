@@ -31,3 +31,12 @@ def test_environment_overrides_defaults() -> None:
 def test_a_malformed_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match=r"TRACKBONE_OUTPUT_LINGER_S='soon' is not a valid float"):
         Settings.from_env({"TRACKBONE_OUTPUT_LINGER_S": "soon"})
+
+
+def test_the_sink_service_port_has_its_own_variable() -> None:
+    assert Settings().sink_web_port == 6067
+    assert Settings().sink_web_port != Settings().web_port
+    settings = Settings.from_env({"TRACKBONE_SINK_WEB_PORT": "7077", "TRACKBONE_WEB_PORT": "7066"})
+    assert (settings.sink_web_port, settings.web_port) == (7077, 7066)
+    with pytest.raises(ValueError, match=r"TRACKBONE_SINK_WEB_PORT='high' is not a valid int"):
+        Settings.from_env({"TRACKBONE_SINK_WEB_PORT": "high"})

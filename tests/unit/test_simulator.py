@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from load.commands.simulate import TokenBucket
 from load.simulator import (
     HOUR,
     GroundTruth,
@@ -33,7 +34,6 @@ from projections.events import (
     VoidReason,
 )
 from projections.jsonform import event_to_json, parse_event
-from streams.commands.simulate import TokenBucket
 
 DEFAULT_N = 2000
 Run = tuple[list[SimEvent], list[GroundTruth], SimStats]

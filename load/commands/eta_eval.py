@@ -18,6 +18,8 @@ import orjson
 
 DEFAULT_PARCELS = 8000
 
+HELP = "evaluate ETA accuracy against the simulator's ground truth"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the eta-eval options."""

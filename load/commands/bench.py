@@ -18,6 +18,8 @@ from streams.settings import Settings
 
 QUICK_EVENTS = 20_000
 
+HELP = "end-to-end benchmark against the real broker (JSON output)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -52,7 +54,7 @@ def _human(result: dict) -> str:
     keys = (
         "events", "parcels", "produce_events_per_s", "raw_events_per_s", "pipeline_events_per_s",
         "ratio", "status_latency_ms_p50", "status_latency_ms_p99", "clickhouse_visible_ms_p99",
-        "clickhouse_visible_s", "replay_events_per_s", "fold_events_per_s",
+        "clickhouse_visible_s", "sink_rows_per_s", "replay_events_per_s", "fold_events_per_s",
         "fold_shuffled_events_per_s", "latency_plot",
     )  # fmt: skip
     lines = [f"{key:>28}: {result.get(key)}" for key in keys]

@@ -1,9 +1,10 @@
 """`trackbone demo`: the main job, the whole product on one machine (see load/demo.py).
 
-Starts what is missing (the local broker, a worker with embedded ClickHouse), plays a
-simulated Singles Day slice into Kafka at a steady rate with a live progress line,
-prints the visibility report read back from ClickHouse, the status topic and the
-tracking API, writes PNG charts, and stops everything it started, also on Ctrl-C.
+Starts what is missing (the local broker), a worker and a ClickHouse sink process (the
+owner of the embedded ClickHouse), plays a simulated Singles Day slice into Kafka at a
+steady rate with a live progress line, prints the visibility report read back from
+ClickHouse, the status topic and the tracking API, writes PNG charts, and stops everything
+it started, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from streams.settings import Settings
+
+HELP = "run the whole product locally on a simulated Singles Day slice"
 
 
 def _positive_int(value: str) -> int:
@@ -57,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        help="demo state (worker tables, embedded ClickHouse), wiped at the start"
+        help="demo state (worker tables, the sink's embedded ClickHouse), wiped at the start"
         " (default <TRACKBONE_DATA_DIR>/demo)",
     )
     parser.add_argument(

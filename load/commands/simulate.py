@@ -30,6 +30,8 @@ from load.simulator import (
 from streams.commands import kafka_target
 from streams.settings import Settings
 
+HELP = "simulate carriers: write JSONL or produce to Kafka"
+
 
 def _start(value: str) -> datetime:
     try:
