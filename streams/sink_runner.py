@@ -38,7 +38,6 @@ from streams.clickhouse.rows import (
     status_row,
 )
 from streams.clickhouse.sink import ClickHouseSink
-from streams.metrics import Metrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,17 +92,12 @@ class SinkTotals:
 
 
 class SinkRunner:
-    """One consumer + batching sink; ``run()`` until cancelled or failed (caller restarts).
-
-    ``metrics`` is unused: the slot stays while streams/app.py (the in-process sink
-    being retired) still passes the worker's metrics positionally.
-    """
+    """One consumer + batching sink; ``run()`` until cancelled or failed (caller restarts)."""
 
     def __init__(
         self,
         settings: Settings,
         bootstrap: str,
-        metrics: Metrics | None = None,
         events_topic: str | None = None,
     ) -> None:
         self.settings = settings
