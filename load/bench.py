@@ -1,25 +1,29 @@
 """The end-to-end benchmark behind `trackbone bench`: honest numbers from one machine.
 
 Everything runs in one process tree against the real broker (the one configured, or a
-local broker started in a temporary directory and stopped at the end):
+local broker started in a temporary directory and stopped at the end), every phase on
+the same simulated events:
 
 1. prepare: simulate N events, Avro-encode them once, produce them with `BatchSender`
    to a fresh topic prefix (the produce rate is reported too);
-2. raw baseline: a plain aiokafka consume + `decode_event` + `step` loop over those
-   topics, the Python limit for one core;
-3. replay: `streams.replay.replay` over the same topics;
+2. raw loop (`load.raw_loop`): a plain aiokafka consumer doing exactly the worker's
+   work (its `BatchProcessor`: core, state encoding, every output encoded) and sending
+   its outputs with the worker's `Outputs`: `raw_events_per_s`, what Faust is measured
+   against; and `domain_us_per_event`, the same processor with no I/O;
+3. replay: `streams.replay.replay` over the same topics (the reference state);
 4. fold: `load.fold_bench.run`, the fold alone (in-order and shuffled arrival);
-5. pipeline: one worker subprocess (state table, status topic) and one `trackbone sink`
-   subprocess (ClickHouse), idle on a fresh prefix, then the same encoded events
-   produced to it; timed from the first produce to the last status record (the Kafka
-   timestamp of the latest status of every parcel, once each parcel's latest status
-   equals the replayed state) and to the last row visible in ClickHouse (polled
-   through the sink's `POST /query`);
-6. sink drain: a fresh sink (new consumer group, new embedded engine) over the
+5. workers (`load.worker_bench`): one, then two worker processes of one app id, no
+   sink, on a fresh prefix: `worker_events_per_s`, `worker_over_raw`,
+   `workers_2_over_1`;
+6. pipeline: one worker and one `trackbone sink` (ClickHouse), the same events;
+   timed from the first produce to the last status (each parcel's latest status equal
+   to the replayed state) and to the last row visible in ClickHouse:
+   `worker_sink_over_worker` = that end-to-end rate / the worker alone;
+7. sink drain: a fresh sink (new consumer group, new embedded engine) over the
    pipeline's outputs, now a backlog: `sink_rows_per_s` = rows it inserted / seconds
    from its first fetch to its last accepted batch (from its `GET /stats`);
-7. latency: a fresh worker and sink on a fresh prefix, new parcels produced paced at
-   half the pipeline rate; status latency per status record = its Kafka timestamp -
+8. latency: a fresh worker and sink on a fresh prefix, new parcels produced paced at
+   half the worker's rate; status latency per status record = its Kafka timestamp -
    the `source_ts` header (the input record's Kafka timestamp) the worker copies onto
    it; ClickHouse-visible latency from the sink's `GET /stats`.
 
@@ -32,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import os
 import platform
@@ -46,20 +49,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from load import raw_loop, worker_bench
 from load.worker_process import SinkProcess, WorkerError, WorkerProcess, worker_env
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
 GOALS: dict[str, tuple[str, float]] = {
-    "pipeline_events_per_s": (">=", 25_000),
-    "ratio": (">=", 0.25),
-    "status_latency_ms_p99": ("<=", 50),
+    "worker_events_per_s": (">=", 5_000),
+    "worker_over_raw": (">=", 0.6),
+    "domain_us_per_event": ("<=", 50),
+    "sink_rows_per_s": (">=", 20_000),
+    "worker_sink_over_worker": (">=", 0.8),
     "clickhouse_visible_ms_p99": ("<=", 1_500),
-    "replay_events_per_s": (">=", 100_000),
+    "status_latency_ms_p99": ("<=", 50),
 }
 EVENTS_PER_PARCEL_GUESS = 14
-PROFILE_INCLUSIVE = ("getmany", "fold_batch", "decode_event", "step", "_consumer_record")
+PROFILE_INCLUSIVE = ("getmany", "process", "decode_event", "step", "encode_status", "send")
 """Functions whose inclusive time the profile reports (as a share of non-idle time)."""
 PROFILE_IDLE = frozenset({"select", "poll", "_run_once", "run_forever", "epoll.poll"})
 STATUS_IGNORED = frozenset({"eta_p50", "eta_p90", "on_time_probability", "eta_basis", "version"})
@@ -232,47 +238,13 @@ async def read_until_end(
     return count
 
 
-async def raw_baseline(bootstrap: str, settings: Settings) -> dict[str, Any]:
-    """Plain consume + decode + step into a dict: what one Python core can do at best."""
-    from projections.fold import step
-    from streams.avro import decode_event
-
-    states: dict[str, Any] = {}
-    get = states.get
-
-    def fold_batch(records: list[Any]) -> None:
-        for rec in records:
-            event = decode_event(rec.value)
-            pid = event.parcel_id
-            states[pid] = step(get(pid), event).state
-
-    # As in replay: the states are acyclic, and collector passes over the growing
-    # history would measure the heap size rather than the loop.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        started, cpu = time.perf_counter(), time.process_time()
-        count = await read_until_end(bootstrap, settings.topics.inputs, fold_batch)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    finally:
-        if collecting:
-            gc.enable()
-    return {
-        "events": count,
-        "seconds": round(elapsed, 3),
-        "events_per_s": round(count / elapsed, 1),
-        "events_per_cpu_s": round(count / cpu, 1) if cpu else None,
-        "states": states,
-    }
-
-
-def profile_raw(bootstrap: str, settings: Settings, out_dir: Path) -> dict[str, Any]:
+def profile_raw(bootstrap: str, settings: Settings, out_dir: Path, events: int) -> dict[str, Any]:
     """Run the raw loop again under pyinstrument; return the top costs by own time."""
     from pyinstrument import Profiler
 
     profiler = Profiler(interval=0.0005, async_mode="disabled")
     profiler.start()
-    asyncio.run(raw_baseline(bootstrap, settings))
+    asyncio.run(raw_loop.raw_loop(bootstrap, settings, events))
     profiler.stop()
     text = profiler.output_text(unicode=False, color=False, show_all=False)
     path = out_dir / "profile_raw.txt"
@@ -638,15 +610,19 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
     result["produce_events_per_s"] = _rate(events, produce_s)
     log(f"produced at {result['produce_events_per_s']:,.0f} events/s")
 
-    # 2. raw baseline
-    raw = asyncio.run(raw_baseline(bootstrap, source))
-    raw_states = raw.pop("states")
+    # 2. the worker's work without Faust: a plain aiokafka loop, and the domain alone
+    log("raw loop: a plain aiokafka consumer doing the worker's work and sending its outputs")
+    raw = asyncio.run(raw_loop.raw_loop(bootstrap, source, events))
     result["raw_events_per_s"] = raw["events_per_s"]
     result["raw"] = raw
-    log(f"raw baseline: {raw['events_per_s']:,.0f} events/s ({raw['events_per_cpu_s']:,.0f}/cpu-s)")
+    log(f"raw loop: {raw['events_per_s']:,.0f} events/s ({raw['events_per_cpu_s']:,.0f}/cpu-s)")
+    domain = raw_loop.domain_costs(base, batch.messages[: config.fold_events], rounds=2)
+    result["domain_us_per_event"] = domain["domain_us_per_event"]
+    result["domain"] = domain
+    log(f"domain work: {domain['domain_us_per_event']:.1f} us/event (no I/O)")
     if config.profile:
-        log("profiling the raw loop")
-        result["raw_profile"] = profile_raw(bootstrap, source, config.out_dir)
+        log("profiling the raw fold loop")
+        result["raw_profile"] = profile_raw(bootstrap, source, config.out_dir, events)
 
     # 3. replay
     replayed = asyncio.run(replay(source, bootstrap))
@@ -658,13 +634,25 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
         "applied": replayed.applied,
         "duplicates": replayed.duplicates,
         "dead": replayed.dead,
-        "equals_raw_baseline_state": replayed.states == raw_states,
     }
     log(f"replay: {replayed.events_per_s:,.0f} events/s")
     expected = {
         pid: _comparable(status_from_state(state)) for pid, state in replayed.visible().items()
     }
-    del raw_states
+
+    # 5a. workers alone on a backlog: one, then two with one app id
+    for count in (1, 2):
+        log(f"{count} worker process(es), no sink, reading {events:,} events")
+        phase = worker_bench.worker_phase(bootstrap, base, batch.messages, work_dir, workers=count)
+        result[f"workers_{count}"] = phase
+        log(f"{count} worker(s): {phase['events_per_s'] or 0:,.0f} events/s")
+    result["worker_events_per_s"] = result["workers_1"]["events_per_s"]
+    one, two = result["workers_1"]["events_per_s"], result["workers_2"]["events_per_s"]
+    result["workers_2_over_1"] = round(two / one, 3) if one and two else None
+    worker_rate, raw_rate = result["worker_events_per_s"], result["raw_events_per_s"]
+    result["worker_over_raw"] = (
+        round(worker_rate / raw_rate, 3) if worker_rate and raw_rate else None
+    )
 
     # 4. fold alone
     fold_n = min(config.events, config.fold_events)
@@ -674,7 +662,7 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
     result["fold_shuffled_events_per_s"] = folded["shuffled_events_per_s"]
     result["fold"] = {k: folded[k] for k in folded if k.endswith("_per_s") or k == "events"}
 
-    # 5. pipeline
+    # 6. pipeline: worker and sink
     pipe = prefixed("pipe")
     log("starting a worker and a ClickHouse sink for the pipeline run")
     worker = Worker(bootstrap, pipe.topic_prefix, work_dir, base)
@@ -736,15 +724,16 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
         worker.stop()
         sink.stop()
 
-    # 6. the sink alone, draining the pipeline's outputs
+    # 7. the sink alone, draining the pipeline's outputs
     result |= drain_phase(config, worker, work_dir, len(expected) + 1, notes)
 
-    raw_rate = result["raw_events_per_s"]
-    pipe_rate = result["pipeline_events_per_s"]
-    result["ratio"] = round(pipe_rate / raw_rate, 3) if pipe_rate and raw_rate else None
+    end_to_end = result.get("pipeline_clickhouse_events_per_s")
+    result["worker_sink_over_worker"] = (
+        round(end_to_end / worker_rate, 3) if end_to_end and worker_rate else None
+    )
 
-    # 7. latency at half the pipeline rate
-    result |= latency_phase(config, bootstrap, prefixed("lat"), work_dir, pipe_rate, notes)
+    # 8. latency at half the worker's rate
+    result |= latency_phase(config, bootstrap, prefixed("lat"), work_dir, worker_rate, notes)
 
     result["machine"] = machine_facts(kafka)
     result["goals"] = goals_met(result)
@@ -800,10 +789,10 @@ def latency_phase(
     bootstrap: str,
     settings: Settings,
     work_dir: Path,
-    pipeline_rate: float | None,
+    worker_rate: float | None,
     notes: list[str],
 ) -> dict[str, Any]:
-    """Measure latency: new parcels, paced at half the pipeline rate, through a fresh worker."""
+    """Measure latency: new parcels, paced at half the worker's rate, through a fresh worker."""
     from streams.avro import status_from_state
     from streams.replay import replay
 
@@ -813,10 +802,10 @@ def latency_phase(
         "clickhouse_visible_ms_p99": None,
         "latency_plot": None,
     }
-    if not pipeline_rate:
-        notes.append("latency: skipped, no pipeline rate to take half of")
+    if not worker_rate:
+        notes.append("latency: skipped, no worker rate to take half of")
         return out
-    rate = 0.5 * pipeline_rate
+    rate = 0.5 * worker_rate
     count = max(500, min(config.events, int(rate * config.latency_seconds)))
     log(f"latency run: {count:,} new events at {rate:,.0f} events/s")
     batch = simulate_encoded(count, config.seed + 1, f"L{uuid.uuid4().hex[:6]}")
@@ -865,7 +854,7 @@ def latency_phase(
             samples,
             clickhouse_ms,
             config.out_dir / "latency.png",
-            f"trackbone: latency at {rate:,.0f} events/s (half the pipeline rate)",
+            f"trackbone: latency at {rate:,.0f} events/s (half the worker's rate)",
         )
         out["latency_plot"] = str(plot) if plot else None
     finally:

@@ -49,7 +49,9 @@ class Outputs(Service):
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
         self._on_sent: dict[str, OnSent] = {}
-        self._in_flight: list[asyncio.Future[Any]] = []
+        self._in_flight: list[tuple[asyncio.Future[Any], Callable[[], Any]]] = []
+        self._acked = 0
+        """How many batches at the head of ``_in_flight`` have been acknowledged."""
         self._round_robin = 0
         self.records_sent = 0
         self.batches_sent = 0
@@ -146,20 +148,38 @@ class Outputs(Service):
         return future
 
     def ack_when_stored(self, done: asyncio.Future[Any], ack: Callable[[], Any]) -> None:
-        """Acknowledge the input (``ack``) once its outputs are stored, never before."""
-        done.add_done_callback(lambda fut: _ack_if_stored(fut, ack))
-        self._in_flight.append(done)
+        """Acknowledge the input (``ack``) once its outputs are stored, never before.
+
+        Acknowledgements go out in submission order, whatever order Kafka confirms
+        the batches in: Faust treats the offsets between two batch messages of a
+        partition as committable once the later one is acknowledged, so an early
+        acknowledgement of a later batch would commit an earlier one still in flight.
+        """
+        self._in_flight.append((done, ack))
+        done.add_done_callback(self._release)
+
+    def _release(self, _done: asyncio.Future[Any] | None = None) -> None:
+        in_flight = self._in_flight
+        while self._acked < len(in_flight):
+            done, ack = in_flight[self._acked]
+            if not done.done() or done.cancelled() or done.exception() is not None:
+                return  # a failed batch holds back every later one: settle() raises
+            ack()
+            self._acked += 1
 
     async def settle(self, allowed: int | None = None) -> None:
         """Wait until at most ``allowed`` batches are in flight; raise if one failed."""
         limit = self.max_in_flight if allowed is None else allowed
         in_flight = self._in_flight
-        while in_flight and (len(in_flight) > limit or in_flight[0].done()):
-            done = in_flight.pop(0)
+        while in_flight and (len(in_flight) > limit or in_flight[0][0].done()):
+            done, _ack = in_flight[0]
             try:
                 await done
             except Exception as exc:
                 raise OutputError(f"outputs of a batch were not stored: {exc!r}") from exc
+            self._release()  # its done-callback may not have run yet
+            in_flight.pop(0)
+            self._acked -= 1
 
 
 def _acknowledged(
@@ -171,8 +191,3 @@ def _acknowledged(
         callback(partition, future.result().offset + count - 1)
     except Exception:
         log.exception("outputs: on_sent callback failed")
-
-
-def _ack_if_stored(future: asyncio.Future[Any], ack: Callable[[], Any]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        ack()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
+from load.demo import committed_all
 from load.worker_process import REPO
 from streams.avro import decode_status
 from streams.status import status_to_json
@@ -83,6 +86,15 @@ def diff(latest: dict[str, dict], expected: dict[str, dict]) -> list[str]:
     return problems[:20]
 
 
+INPUT_TOPICS = (
+    "tracking.registrations",
+    "tracking.scans",
+    "tracking.handoffs",
+    "tracking.customs",
+    "tracking.corrections",
+)
+
+
 async def test_worker_matches_fold_and_accounts_for_every_input(
     kafka_bootstrap: str, unique_name, tmp_path: Path
 ) -> None:
@@ -147,5 +159,12 @@ async def test_worker_matches_fold_and_accounts_for_every_input(
         assert len(body["timeline"]) == expected[some]["event_count"]
         assert http_get(f"{worker.url}/parcels/NOPE-404")[0] == 404
         assert http_get(f"{worker.url}/parcels/bad%20id!")[0] == 400
+
+        # Record batches commit like single records: every input offset, to the end.
+        inputs = [f"{prefix}{t}" for t in INPUT_TOPICS]
+        deadline = time.monotonic() + 60
+        while not await committed_all(kafka_bootstrap, env["TRACKBONE_APP_ID"], inputs):
+            assert time.monotonic() < deadline, "the worker never committed every input offset"
+            await asyncio.sleep(0.2)  # poll interval of a deadline-bounded wait
     finally:
         worker.stop()
