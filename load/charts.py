@@ -116,43 +116,64 @@ def _bin_width(bins: Sequence[Mapping[str, Any]]) -> float:
     return min(gaps) if gaps else 1.0
 
 
-def throughput(
-    samples: Sequence[tuple[float, int, int, int]], path: Path, *, smooth_s: float = 2.0
-) -> Path:
-    """Rates (top) and running totals (bottom) of events produced, consumed and rows written.
+def lag_seconds(samples: Sequence[tuple[float, int, int]]) -> list[float]:
+    """How far behind the producer the worker is, in seconds, at each sample.
 
-    Samples: (seconds since the start, produced, worker events in, ClickHouse rows), all
-    cumulative; rates are differences over a ``smooth_s`` window (three times that for the
-    ClickHouse rows, which are written in batches and sampled less often).
+    Samples: (seconds since the start, produced, worker events in), cumulative. The lag
+    at a sample is how long ago the producer had sent as many events as the worker has
+    now taken in (0 when it has taken in everything sent).
+    """
+    lags: list[float] = []
+    j = 0
+    for t, produced, events_in in samples:
+        if events_in >= produced:
+            lags.append(0.0)
+            continue
+        while j < len(samples) - 1 and samples[j][1] < events_in:
+            j += 1
+        lags.append(max(0.0, t - samples[j][0]))
+    return lags
+
+
+def throughput(
+    samples: Sequence[tuple[float, int, int]],
+    path: Path,
+    *,
+    smooth_s: float = 2.0,
+    lag_goal_s: float = 2.0,
+) -> Path:
+    """Events per second produced and consumed (top) and the worker's lag in seconds (bottom).
+
+    Samples: (seconds since the start, produced, worker events in), cumulative; rates
+    are differences over a ``smooth_s`` window.
     """
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
-    series = (
-        (1, "events produced to Kafka", "#264653", smooth_s),
-        (2, "events consumed by the worker", "#e76f51", smooth_s),
-        (3, "rows written to ClickHouse", "#2a9d8f", 3 * smooth_s),
-    )
-    for index, label, colour, window in series:
-        times, rates = _rates(samples, index, window)
+    for index, label, colour in (
+        (1, "events produced to Kafka", "#264653"),
+        (2, "events consumed by the worker", "#e76f51"),
+    ):
+        times, rates = _rates(samples, index, smooth_s)
         top.plot(times, rates, label=label, color=colour, linewidth=1.5)
-        bottom.plot([s[0] for s in samples], [s[index] for s in samples], label=label, color=colour)
-    top.set_ylabel("per second")
+    top.set_ylabel("events per second")
     top.set_title("Throughput during the demo")
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
     top.set_ylim(bottom=0)
+    lags = lag_seconds(samples)
+    bottom.plot([s[0] for s in samples], lags, color="#e76f51", label="worker lag")
+    bottom.axhline(lag_goal_s, color="#888888", linestyle="--", linewidth=1, label="goal")
     bottom.set_xlabel("seconds since production started")
-    bottom.set_ylabel("total so far")
-    bottom.set_title(
-        "Running totals (the gap between the first two is the consumer lag)", fontsize=9
-    )
+    bottom.set_ylabel("lag (s)")
+    bottom.set_title("How far behind the producer the worker is", fontsize=9)
+    bottom.legend(fontsize=8)
     bottom.grid(alpha=0.3)
-    bottom.set_ylim(bottom=0)
+    bottom.set_ylim(bottom=0, top=max([lag_goal_s * 1.5, *lags]))
     return _save(fig, path)
 
 
 def _rates(
-    samples: Sequence[tuple[float, int, int, int]], index: int, window_s: float
+    samples: Sequence[tuple[float, ...]], index: int, window_s: float
 ) -> tuple[list[float], list[float]]:
     times: list[float] = []
     rates: list[float] = []

@@ -28,9 +28,6 @@ from streams.processor import BatchInfo, BatchProcessor, OutputTopics
 from streams.settings import Settings
 from streams.stuck import StuckIndex
 
-MAX_RECORDS = 2000
-"""Records per fetch, as the worker's ``broker_max_poll_records``."""
-
 
 def output_topics(settings: Settings) -> OutputTopics:
     topics = settings.topics
@@ -81,7 +78,9 @@ async def raw_loop(bootstrap: str, settings: Settings, events: int) -> dict[str,
     ]
     await ensure_topics(bootstrap, outs, settings.partitions)
     work = processor(settings, topics)
-    outputs = Outputs(bootstrap, client_id="trackbone-bench-raw")
+    outputs = Outputs(
+        bootstrap, client_id="trackbone-bench-raw", max_in_flight=settings.batches_in_flight
+    )
     await outputs.open()
     consumer = make_consumer(bootstrap, client_id="trackbone-bench-raw")
     await consumer.start()
@@ -96,7 +95,9 @@ async def raw_loop(bootstrap: str, settings: Settings, events: int) -> dict[str,
         await consumer.seek_to_beginning(*partitions)
         started = cpu = 0.0
         while count < events:
-            fetched = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
+            fetched = await consumer.getmany(
+                timeout_ms=1000, max_records=settings.max_batch_records
+            )
             if not fetched:
                 continue
             if not count:
@@ -133,19 +134,20 @@ def domain_costs(
         tp = (names[base], partitioner(key, partitions, partitions))
         records = by_tp[tp]
         records.append(core.Record(key, value, len(records)))
-    # Kafka's delivery order: fetches of up to MAX_RECORDS per topic-partition, interleaved.
+    # Kafka's delivery order: fetches of up to max_batch_records, interleaved.
     batches: list[tuple[BatchInfo, list[core.Record]]] = []
+    share = settings.max_batch_records // len(by_tp) + 1
     position = 0
     while True:
         added = False
         for (topic, partition), records in by_tp.items():
-            chunk = records[position : position + MAX_RECORDS // len(by_tp) + 1]
+            chunk = records[position : position + share]
             if chunk:
                 batches.append((BatchInfo(topic, partition, chunk[-1].offset), chunk))
                 added = True
         if not added:
             break
-        position += MAX_RECORDS // len(by_tp) + 1
+        position += share
     best = None
     collecting = gc.isenabled()
     for _ in range(rounds):

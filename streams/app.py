@@ -11,7 +11,9 @@ topic with a reason, so ``events_in = applied + duplicates + dead_lettered``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -36,8 +38,6 @@ log = logging.getLogger(__name__)
 PARCEL_EVENTS_BASE = "tracking.parcel-events"
 """Internal topic: deltas of each parcel's effective event set, for the ClickHouse sink."""
 
-MAX_BATCH_RECORDS = 2000
-
 
 class TrackboneApp:
     """Builds the Faust app, its topics, tables, agents, timers and web views."""
@@ -61,7 +61,7 @@ class TrackboneApp:
             processing_guarantee="at_least_once",
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-            broker_max_poll_records=MAX_BATCH_RECORDS,
+            broker_max_poll_records=settings.max_batch_records,
             table_standby_replicas=0,
             broker_commit_every=50,
             broker_commit_interval=0.5,
@@ -92,7 +92,11 @@ class TrackboneApp:
             self.metrics,
             settings.state_cache_size,
         )
-        self.outputs = Outputs(bootstrap, client_id=f"{settings.app_id}-outputs")
+        self.outputs = Outputs(
+            bootstrap,
+            client_id=f"{settings.app_id}-outputs",
+            max_in_flight=settings.batches_in_flight,
+        )
         for table in (self.states, self.stuck_table):
             self.outputs.on_sent(table.changelog_topic.get_topic_name(), _persisted(table))
         self.app.add_dependency(self.outputs)
@@ -104,7 +108,27 @@ class TrackboneApp:
         self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
             self.detect_stuck_parcels
         )
+        self.app.task(self._install_task_dump)
         register_views(self)
+
+    async def _install_task_dump(self) -> None:
+        """``kill -USR2 <pid>`` logs every asyncio task's stack: what a stuck worker waits on."""
+
+        def dump() -> None:
+            for task in asyncio.all_tasks():
+                chain: list[str] = []
+                awaited: Any = task.get_coro()
+                while awaited is not None and len(chain) < 40:
+                    frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                    if frame is not None:
+                        code = frame.f_code
+                        chain.append(f"{code.co_filename}:{frame.f_lineno} {code.co_name}")
+                    awaited = getattr(awaited, "cr_await", None) or getattr(
+                        awaited, "ag_await", None
+                    )
+                log.warning("task %s awaits:\n  %s", task.get_name(), "\n  ".join(chain))
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
 
     @property
     def stream_time(self) -> int:

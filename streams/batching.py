@@ -21,7 +21,7 @@ Registered as the ``trackbone-batch://`` broker scheme through Faust's documente
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,15 +95,42 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
+        generation = self.app.consumer_generation_id
         pending: dict[TP, list[Message]] = {}
         async for tp, message in super().getmany(timeout):
             if tp.topic in batch_topics:
                 pending.setdefault(tp, []).append(message)
             else:
                 yield tp, message
+        if not self.flow_active or self.app.consumer_generation_id != generation:
+            # A rebalance began during the fetch: deliver nothing more of it. As Faust's
+            # own getmany does, seek back so the records are fetched again; otherwise a
+            # late batch would move Faust's read offset past the committed offset it
+            # seeks back to, and the records fetched again would be dropped as read.
+            await self.perform_seek()
+            return
         for tp, messages in pending.items():
             for batch in batch_messages(tp, messages):
                 yield tp, batch
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek to the committed offsets, and batch-topic partitions without one to 0.
+
+        Faust drops records it fetched while a rebalance runs (those of partitions not
+        active yet, or fetched as the flow stops) and seeks back to the committed
+        offsets afterwards. aiokafka's ``seek_to_committed`` leaves a partition with no
+        committed offset (or 0) where it is, so such a partition's dropped records
+        would never be fetched again and the next commit would pass over them (seen
+        here: a worker taking over a dead worker's partitions skipped their first
+        records). Such a partition has not been processed by anyone, so it starts at
+        its beginning, as ``auto_offset_reset=earliest`` means.
+        """
+        committed = await super().seek_to_committed()
+        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
+        for tp in self.assignment():
+            if tp.topic in batch_topics and not committed.get(tp):
+                await self.seek(tp, 0)
+        return committed
 
 
 class Transport(aiokafka_driver.Transport):

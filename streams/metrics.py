@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 
@@ -12,6 +12,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # RSS and CPU: the benchmark's soak reads them
         self.events_in = Counter("trackbone_events_in", "Input messages consumed", registry=r)
         self.applied = Counter(
             "trackbone_events_applied", "Events accepted by the fold", registry=r

@@ -110,8 +110,10 @@ class Settings:
     """Decoded parcel states kept in memory per worker (write-through to the table)."""
     session_timeout_s: float = 30.0
     """How long a crashed worker holds its partitions before the group takes them over."""
-    output_linger_s: float = 0.005
-    """Longest an output record waits in the worker's outbox for a fuller batch."""
+    max_batch_records: int = 2000
+    """Records per fetched batch at most (Faust's ``broker_max_poll_records``)."""
+    batches_in_flight: int = 4
+    """Processed batches whose outputs may be in flight before the worker waits for Kafka."""
     eta_enabled: bool = True
     """False: no ETA estimates or lane learning (to measure what they cost)."""
 
@@ -158,6 +160,8 @@ class Settings:
             "SINK_BATCH_ROWS": "sink_batch_rows",
             "SINK_MAX_PENDING_BATCHES": "sink_max_pending_batches",
             "STATE_CACHE_SIZE": "state_cache_size",
+            "MAX_BATCH_RECORDS": "max_batch_records",
+            "BATCHES_IN_FLIGHT": "batches_in_flight",
         }
         floats = {
             "STUCK_AFTER_HOURS": "stuck_after_hours",
@@ -165,7 +169,6 @@ class Settings:
             "PROMISE_RISK_THRESHOLD": "promise_risk_threshold",
             "SINK_FLUSH_S": "sink_flush_s",
             "SESSION_TIMEOUT_S": "session_timeout_s",
-            "OUTPUT_LINGER_S": "output_linger_s",
         }
         for var, attr in text.items():
             if (value := get(var)) is not None:

@@ -12,7 +12,7 @@ from streams.settings import Settings
 def test_environment_overrides_defaults() -> None:
     settings = Settings.from_env(
         {
-            "TRACKBONE_OUTPUT_LINGER_S": "0.02",
+            "TRACKBONE_MAX_BATCH_RECORDS": "500",
             "TRACKBONE_PARTITIONS": "12",
             "TRACKBONE_TOPIC_PREFIX": "t1.",
             "TRACKBONE_DATA_DIR": "~/tb",
@@ -20,7 +20,7 @@ def test_environment_overrides_defaults() -> None:
             "TRACKBONE_SESSION_TIMEOUT_S": "",  # empty means unset
         }
     )
-    assert settings.output_linger_s == 0.02
+    assert settings.max_batch_records == 500
     assert settings.partitions == 12
     assert settings.topics.parcel_status == "t1.tracking.parcel-status"
     assert settings.data_dir == Path("~/tb").expanduser()
@@ -29,8 +29,10 @@ def test_environment_overrides_defaults() -> None:
 
 
 def test_a_malformed_number_names_the_variable() -> None:
-    with pytest.raises(ValueError, match=r"TRACKBONE_OUTPUT_LINGER_S='soon' is not a valid float"):
-        Settings.from_env({"TRACKBONE_OUTPUT_LINGER_S": "soon"})
+    with pytest.raises(
+        ValueError, match=r"TRACKBONE_STUCK_AFTER_HOURS='soon' is not a valid float"
+    ):
+        Settings.from_env({"TRACKBONE_STUCK_AFTER_HOURS": "soon"})
 
 
 def test_the_sink_service_port_has_its_own_variable() -> None:
