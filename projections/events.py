@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class EventType(StrEnum):
@@ -71,6 +72,20 @@ class Location:
     country: str
     facility_id: str | None = None
     city: str | None = None
+
+
+# Events of a parcel, and of a hub, repeat a handful of places: decoders intern them,
+# which saves most of their construction and memory in the fold's states.
+@lru_cache(maxsize=65536)
+def intern_location(country: str, facility_id: str | None, city: str | None) -> Location:
+    """The shared Location with these values (decoders call this instead of building one)."""
+    return Location(country=country, facility_id=facility_id, city=city)
+
+
+@lru_cache(maxsize=65536)
+def intern_place(country: str, city: str | None) -> Place:
+    """The shared Place with these values."""
+    return Place(country=country, city=city)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
