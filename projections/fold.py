@@ -34,7 +34,7 @@ most `max_events` long.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
@@ -56,6 +56,7 @@ from projections.events import (
     VoidReason,
     intern_location,
     intern_place,
+    positional_constructor,
 )
 from projections.jsonform import format_time
 from projections.milestones import (
@@ -174,50 +175,8 @@ class Step:
     reason: str | None = None
 
 
-def _fast_constructor(cls: type, order: Sequence[str] | None = None) -> Callable[..., Any]:
-    """Positional constructor for a frozen slots dataclass, for the hot path.
-
-    A frozen dataclass's ``__init__`` calls ``object.__setattr__`` once per field, which
-    dominated the in-order hot path (about 3.5 us for ParcelState's 23 fields). Here
-    the fields are stored into an instance of a plain twin class with the same slots
-    (ordinary, specialised attribute stores), which is then given its real class:
-    CPython allows that between classes of identical layout. The result is an ordinary
-    frozen instance, equal to one built by ``__init__``; this is checked once at import
-    and a unit test checks it too. Should the interpreter refuse the class change, the
-    slot descriptors are called directly instead (slower, still correct).
-
-    Parameters follow `order` (every field, named explicitly by callers that build
-    another module's classes, so a reordering there cannot shift values), else the
-    dataclass's field order.
-    """
-    names = [f.name for f in fields(cls)]
-    if order is not None:
-        if sorted(order) != sorted(names):
-            raise TypeError(f"{cls.__name__} fields are {names}, not {list(order)}")
-        names = list(order)
-    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": tuple(names)})
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
-    params = ", ".join(names)
-    stores = "".join(f"    obj.{name} = {name}\n" for name in names)
-    source = (
-        f"def build({params}):\n    obj = _new(_twin)\n{stores}"
-        "    obj.__class__ = _cls\n    return obj\n"
-    )
-    try:
-        exec(source, namespace)
-        build = namespace["build"]
-        probe = build(*range(len(names)))
-        if type(probe) is cls and probe == cls(**{name: i for i, name in enumerate(names)}):
-            return build
-    except TypeError:
-        pass
-    for name in names:
-        namespace[f"_set_{name}"] = getattr(cls, name).__set__
-    setters = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
-    source = f"def build({params}):\n    obj = _new(_cls)\n{setters}    return obj\n"
-    exec(source, namespace)
-    return namespace["build"]
-
+_fast_constructor = positional_constructor
+"""Positional builders for frozen slots dataclasses (see `projections.events`): they pay."""
 
 _new_state: Callable[..., ParcelState] = _fast_constructor(ParcelState)
 _new_step: Callable[..., Step] = _fast_constructor(Step)
