@@ -739,25 +739,66 @@ _new_registered = _fast_constructor(
 
 
 def _unpack(parcel_id: str, row: list[Any]) -> Event:
-    kind, event_id, event_time, tz, source, loc, *rest = row
-    location = None if loc is None else intern_location(loc[0], loc[1], loc[2])
-    common = (event_id, parcel_id, event_time, tz, source, location)
+    """Event of a stored record: exact-length rows, interned locations and places."""
+    kind = row[0]
+    loc = row[5]
+    location = None if loc is None else intern_location(*loc)
     if kind == _SCANNED_T:
-        return _new_scanned(*common, _SCANS[rest[0]], rest[1])
+        _, event_id, event_time, tz, source, _, scan, raw_code = row
+        return _new_scanned(
+            event_id, parcel_id, event_time, tz, source, location, _SCANS[scan], raw_code
+        )
     if kind == _HANDED_T:
-        return _new_handed(*common, rest[0], rest[1])
+        _, event_id, event_time, tz, source, _, from_party, to_party = row
+        return _new_handed(
+            event_id, parcel_id, event_time, tz, source, location, from_party, to_party
+        )
     if kind == _CUSTOMS_T:
-        return _new_customs(*common, _DIRECTIONS[rest[0]], _STATUSES[rest[1]], rest[2])
+        _, event_id, event_time, tz, source, _, direction, status, reason = row
+        return _new_customs(
+            event_id,
+            parcel_id,
+            event_time,
+            tz,
+            source,
+            location,
+            _DIRECTIONS[direction],
+            _STATUSES[status],
+            reason,
+        )
     if kind == _VOIDED_T:
-        return _new_voided(*common, rest[0], _VOID_REASONS[rest[1]])
+        _, event_id, event_time, tz, source, _, target, reason = row
+        return _new_voided(
+            event_id, parcel_id, event_time, tz, source, location, target, _VOID_REASONS[reason]
+        )
     if kind == _REGISTERED_T:
+        (
+            _,
+            event_id,
+            event_time,
+            tz,
+            source,
+            _,
+            merchant,
+            o_c,
+            o_city,
+            d_c,
+            d_city,
+            service,
+            hours,
+        ) = row
         return _new_registered(
-            *common,
-            rest[0],
-            intern_place(rest[1], rest[2]),
-            intern_place(rest[3], rest[4]),
-            _SERVICES[rest[5]],
-            rest[6],
+            event_id,
+            parcel_id,
+            event_time,
+            tz,
+            source,
+            location,
+            merchant,
+            intern_place(o_c, o_city),
+            intern_place(d_c, d_city),
+            _SERVICES[service],
+            hours,
         )
     raise ValueError(f"stored state: unknown record type {kind!r}")
 
