@@ -7,9 +7,8 @@ encode the new state (the table write) when the record was accepted, and build a
 encode the ParcelStatus when something visible changed. ETA estimates are not part
 of it (eta fields are null). Simulation and Avro encoding of the input are untimed.
 
-Two passes over fresh states: one without inner timers gives the honest total
-(`domain_us_per_event`), one with a timer around each part gives the breakdown
-(that pass is slightly slower: about 0.1 us per timer read). `decode_state_miss_us`
+Each part is timed by difference between passes without timers inside the loop (see
+`domain_costs`), in CPU time because the machine may be shared. `decode_state_miss_us`
 is the cost of decoding a stored state (a cache miss), over the states written.
 
     python -m load.domain_bench --events 50000 [--seed 7] [--json]
@@ -23,6 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -61,67 +61,56 @@ def _status_path() -> tuple[str, Callable[[Any], bytes]]:
     )
 
 
-def _legacy_status(state: Any) -> bytes:
-    return avro.encode_status(avro.status_from_state(state, None))
+def _pass(messages: list[bytes], status: Callable[[Any], bytes], parts: int) -> tuple[float, float]:
+    """Run the first `parts` parts of the per-event work over fresh states: (wall s, CPU s).
 
-
-def _total_pass(messages: list[bytes], status: Callable[[Any], bytes]) -> tuple[float, float]:
-    """Whole per-event work, no inner timers: (wall s, CPU s)."""
+    No timers inside the loop: the cost of a part is the difference between passes
+    (see `domain_costs`).
+    """
     decode_event = avro.decode_event
     applied = Outcome.APPLIED
     states: dict[str, Any] = {}
     get = states.get
     wall, cpu = time.perf_counter(), time.process_time()
-    for raw in messages:
-        event = decode_event(raw)
-        result = step(get(event.parcel_id), event)
-        if result.outcome is applied:
-            state = result.state
-            states[event.parcel_id] = state
-            encode_state(state)  # type: ignore[arg-type]
-            if result.changed and state.is_visible:  # type: ignore[union-attr]
-                status(state)
+    if parts == 1:
+        for raw in messages:
+            decode_event(raw)
+    elif parts == 2:
+        for raw in messages:
+            event = decode_event(raw)
+            result = step(get(event.parcel_id), event)
+            if result.outcome is applied:
+                states[event.parcel_id] = result.state
+    else:
+        with_status = parts >= 4
+        for raw in messages:
+            event = decode_event(raw)
+            result = step(get(event.parcel_id), event)
+            if result.outcome is applied:
+                state = result.state
+                states[event.parcel_id] = state
+                encode_state(state)  # type: ignore[arg-type]
+                if with_status and result.changed and state.is_visible:  # type: ignore[union-attr]
+                    status(state)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _parts_pass(
-    messages: list[bytes], status: Callable[[Any], bytes]
-) -> tuple[dict[str, float], dict[str, int], list[bytes], list[Any]]:
-    """Same work with a timer around each part: (seconds per part, counts, state bytes)."""
-    decode_event = avro.decode_event
+def _outputs(messages: list[bytes]) -> tuple[list[bytes], list[Any]]:
+    """Untimed: every state written and every state that gets a status, in stream order."""
     applied = Outcome.APPLIED
-    clock = time.perf_counter
     states: dict[str, Any] = {}
-    get = states.get
-    t_decode = t_step = t_encode = t_status = 0.0
-    n_encode = n_status = 0
     written: list[bytes] = []
     statused: list[Any] = []
     for raw in messages:
-        t0 = clock()
-        event = decode_event(raw)
-        t1 = clock()
-        result = step(get(event.parcel_id), event)
-        t2 = clock()
-        t_decode += t1 - t0
-        t_step += t2 - t1
+        event = avro.decode_event(raw)
+        result = step(states.get(event.parcel_id), event)
         if result.outcome is applied:
             state = result.state
             states[event.parcel_id] = state
-            t2 = clock()
-            data = encode_state(state)  # type: ignore[arg-type]
-            t3 = clock()
-            t_encode += t3 - t2
-            n_encode += 1
-            written.append(data)
+            written.append(encode_state(state))  # type: ignore[arg-type]
             if result.changed and state.is_visible:  # type: ignore[union-attr]
-                t3 = clock()
-                status(state)
-                t_status += clock() - t3
-                n_status += 1
                 statused.append(state)
-    seconds = {"decode": t_decode, "step": t_step, "encode": t_encode, "status": t_status}
-    return seconds, {"encode": n_encode, "status": n_status}, written, statused
+    return written, statused
 
 
 def _per_call_us(fn: Callable[[Any], Any], items: list[Any]) -> float:
@@ -131,53 +120,59 @@ def _per_call_us(fn: Callable[[Any], Any], items: list[Any]) -> float:
     return (time.perf_counter() - started) / max(1, len(items)) * 1e6
 
 
-def domain_costs(events: int = 50_000, seed: int = 7) -> dict[str, Any]:
+def domain_costs(events: int = 50_000, seed: int = 7, repeat: int = 3) -> dict[str, Any]:
     """Time the per-event domain work; JSON-able numbers in microseconds per event.
 
-    `domain_us_per_event` (wall) and `domain_cpu_us_per_event` come from the pass
-    without inner timers; the `*_us` parts are per event of the stream (so they add
-    up to about the total), `*_us_per_call` per call of that part.
+    Four passes over the stream, each on fresh states and without timers inside the
+    loop: decode; decode + step; + state encode; + status. Each pass runs `repeat`
+    times and the fastest counts (interference from other processes only adds). A
+    part's cost is the difference between consecutive passes, per event of the stream
+    (so the parts add up to the total), in CPU time, which other processes on a
+    shared machine do not inflate; `domain_wall_us_per_event` is the wall-clock total.
     """
     made = time.perf_counter()
     messages, parcels = simulate_messages(events, seed)
     generate_s = time.perf_counter() - made
     n = len(messages)
     status_name, status = _status_path()
+    written, statused = _outputs(messages)
+    sample = written[:: max(1, len(written) // 20_000)]
+    statused = statused[:: max(1, len(statused) // 20_000)]
     gc.collect()
     gc.disable()  # the domain code allocates no cycles: keep collector pauses out
     try:
-        wall, cpu = _total_pass(messages, status)
-        seconds, counts, written, statused = _parts_pass(messages, status)
-        sample = written[:: max(1, len(written) // 20_000)]
-        miss_us = _per_call_us(decode_state, sample)
-        statused = statused[:: max(1, len(statused) // 20_000)]
+        walls, cpus = [], []
+        for parts in (1, 2, 3, 4):
+            runs = [_pass(messages, status, parts) for _ in range(repeat)]
+            walls.append(min(run[0] for run in runs))
+            cpus.append(min(run[1] for run in runs))
+        miss_us = min(_per_call_us(decode_state, sample) for _ in range(repeat))
         legacy_build_us = _per_call_us(lambda s: avro.status_from_state(s, None), statused)
         records = [avro.status_from_state(s, None) for s in statused]
         legacy_encode_us = _per_call_us(avro.encode_status, records)
-        fast_status_us = _per_call_us(status, statused)
+        status_us = min(_per_call_us(status, statused) for _ in range(repeat))
     finally:
         gc.enable()
-    us = {part: round(value / n * 1e6, 2) for part, value in seconds.items()}
+    cpu_us = [round(value / n * 1e6, 2) for value in cpus]
+    part_us = [cpu_us[0], *(round(b - a, 2) for a, b in pairwise(cpu_us))]
     return {
         "benchmark": "domain_costs",
         "python": sys.version.split()[0],
         "events": n,
         "parcels": parcels,
         "seed": seed,
+        "repeat": repeat,
         "generate_s": round(generate_s, 2),
-        "domain_us_per_event": round(wall / n * 1e6, 2),
-        "domain_cpu_us_per_event": round(cpu / n * 1e6, 2),
-        "parts_sum_us_per_event": round(sum(us.values()), 2),
-        "decode_us": us["decode"],
-        "step_us": us["step"],
-        "state_encode_us": us["encode"],
-        "status_build_encode_us": us["status"],
-        "state_encodes": counts["encode"],
-        "statuses": counts["status"],
-        "state_encode_us_per_call": round(seconds["encode"] / max(1, counts["encode"]) * 1e6, 2),
-        "status_us_per_call": round(seconds["status"] / max(1, counts["status"]) * 1e6, 2),
+        "domain_us_per_event": cpu_us[3],
+        "domain_wall_us_per_event": round(walls[3] / n * 1e6, 2),
+        "decode_us": part_us[0],
+        "step_us": part_us[1],
+        "state_encode_us": part_us[2],
+        "status_build_encode_us": part_us[3],
+        "state_encodes": len(written),
+        "statuses": len(statused),
         "status_path": status_name,
-        "status_us_per_call_isolated": round(fast_status_us, 2),
+        "status_us_per_call": round(status_us, 2),
         "legacy_status_from_state_us_per_call": round(legacy_build_us, 2),
         "legacy_encode_status_us_per_call": round(legacy_encode_us, 2),
         "decode_state_miss_us": round(miss_us, 2),
@@ -190,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m load.domain_bench", description=__doc__)
     parser.add_argument("--events", type=int, default=50_000, help="events to simulate")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each pass (fastest counts)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    result = domain_costs(args.events, args.seed)
+    result = domain_costs(args.events, args.seed, args.repeat)
     if args.json:
         sys.stdout.write(orjson.dumps(result).decode() + "\n")
     else:
