@@ -96,6 +96,7 @@ def positional_constructor(cls: type, order: Sequence[str] | None = None) -> Cal
     dataclass's field order.
     """
     names = [f.name for f in fields(cls)]
+    init_names = {f.name for f in fields(cls) if f.init}
     if order is not None:
         if sorted(order) != sorted(names):
             raise TypeError(f"{cls.__name__} fields are {names}, not {list(order)}")
@@ -112,7 +113,8 @@ def positional_constructor(cls: type, order: Sequence[str] | None = None) -> Cal
         exec(source, namespace)
         build = namespace["build"]
         probe = build(*range(len(names)))
-        if type(probe) is cls and probe == cls(**{name: i for i, name in enumerate(names)}):
+        expected = cls(**{name: i for i, name in enumerate(names) if name in init_names})
+        if type(probe) is cls and probe == expected:
             return build
     except TypeError:
         pass

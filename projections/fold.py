@@ -133,8 +133,12 @@ class ParcelState:
     extra: tuple[Event, ...] = field(default=(), repr=False)
     void_targets: tuple[str, ...] = field(default=(), repr=False)
     id_index: str = field(default=_SEP, repr=False, compare=False)
-    packed: tuple[bytes, bytes, bytes, int] | None = field(default=None, repr=False, compare=False)
-    """Storage-form cache, left out of `==`: (head, effective rows, extra rows, n).
+    packed: tuple[bytes, bytes, bytes, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """Storage-form cache, left out of `==` and of ``__init__``/``dataclasses.replace``
+    (so a replaced copy never carries pieces of another log): (head, effective rows,
+    extra rows, n).
 
     The first `n` effective records and all of `extra`, already serialised by
     `encode_state`. The in-order fast path of `step` hands it on unchanged (it only
