@@ -120,6 +120,64 @@ def _per_call_us(fn: Callable[[Any], Any], items: list[Any]) -> float:
     return (time.perf_counter() - started) / max(1, len(items)) * 1e6
 
 
+def constructor_costs(calls: int = 200_000) -> dict[str, float]:
+    """Per-call us of building a ParcelState and a scan: generated builder vs plain code.
+
+    `positional_constructor` (projections.events) builds its function with ``exec``;
+    the alternatives are the dataclass ``__init__`` and a plain loop over the slot
+    setters. The generated builders stay only as long as this says they pay.
+    """
+    import dataclasses
+
+    from projections.events import Location, ParcelScanned, Scan, positional_constructor
+    from projections.fold import fold
+
+    scan = ParcelScanned(
+        event_id="e1",
+        parcel_id="P1",
+        event_time=1_794_355_200_000,
+        tz_offset_minutes=480,
+        source="yto",
+        location=Location(country="CN", facility_id="CN-HAN-HUB", city="Hangzhou"),
+        scan=Scan.PICKED_UP,
+        raw_code="C00",
+    )
+    state = fold([scan])
+    if state is None:
+        raise AssertionError("a scan alone makes a visible state")
+    out: dict[str, float] = {}
+    subjects: tuple[tuple[str, Any], ...] = (("state", state), ("scan", scan))
+    for label, obj in subjects:
+        cls = type(obj)
+        specs = dataclasses.fields(cls)
+        values = [getattr(obj, f.name) for f in specs]
+        kwargs = {f.name: getattr(obj, f.name) for f in specs if f.init}
+        setters = [getattr(cls, f.name).__set__ for f in specs]
+
+        def setter_loop(*args: Any, cls: type = cls, setters: list[Any] = setters) -> Any:
+            built: Any = object.__new__(cls)
+            for setter, value in zip(setters, args, strict=True):
+                setter(built, value)
+            return built
+
+        ways: dict[str, tuple[Callable[..., Any], list[Any], dict[str, Any]]] = {
+            "exec_builder": (positional_constructor(cls), values, {}),
+            "init": (cls, [], kwargs),
+            "setter_loop": (setter_loop, values, {}),
+        }
+        for way, (build, args, kw) in ways.items():
+            if build(*args, **kw) != obj:
+                raise AssertionError(f"{way} does not rebuild the {label}")
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                for _ in range(calls):
+                    build(*args, **kw)
+                best = min(best, time.perf_counter() - started)
+            out[f"{label}_{way}_us"] = round(best / calls * 1e6, 3)
+    return out
+
+
 def domain_costs(events: int = 50_000, seed: int = 7, repeat: int = 3) -> dict[str, Any]:
     """Time the per-event domain work; JSON-able numbers in microseconds per event.
 
@@ -178,6 +236,7 @@ def domain_costs(events: int = 50_000, seed: int = 7, repeat: int = 3) -> dict[s
         "decode_state_miss_us": round(miss_us, 2),
         "state_bytes_mean": round(sum(map(len, sample)) / max(1, len(sample)), 1),
         "goal_domain_us_per_event": 50,
+        "constructors": constructor_costs(),
     }
 
 
