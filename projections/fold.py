@@ -97,6 +97,15 @@ class Outcome(StrEnum):
     OVER_CAP = "OVER_CAP"
 
 
+Packed = tuple[bytes, bytes, int, tuple[int, ...] | None, bytes | None]
+"""Already serialised pieces of a state's stored form: (head, rows, count, ends, extra).
+
+`rows` are the first `count` effective records, comma-separated; `ends[i]` is where
+record i ends in `rows` (None when unknown, e.g. after `decode_state`); `extra` the
+extra records (None: to be serialised again).
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ParcelState:
     """A parcel's folded state plus the compact log that keeps `step` exact.
@@ -133,18 +142,14 @@ class ParcelState:
     extra: tuple[Event, ...] = field(default=(), repr=False)
     void_targets: tuple[str, ...] = field(default=(), repr=False)
     id_index: str = field(default=_SEP, repr=False, compare=False)
-    packed: tuple[bytes, bytes, bytes, int] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    """Storage-form cache, left out of `==` and of ``__init__``/``dataclasses.replace``
-    (so a replaced copy never carries pieces of another log): (head, effective rows,
-    extra rows, n).
+    packed: Packed | None = field(default=None, init=False, repr=False, compare=False)
+    """Storage-form cache (see `Packed`), left out of `==` and of ``__init__`` and
+    ``dataclasses.replace`` (so a replaced copy never carries pieces of another log).
 
-    The first `n` effective records and all of `extra`, already serialised by
-    `encode_state`. The in-order fast path of `step` hands it on unchanged (it only
-    appends to `effective`), so the next `encode_state` packs just the new records;
-    any other change starts with None (a full encode). Filled by `encode_state` and
-    `decode_state`, never read by the fold itself.
+    Filled by `encode_state` and `decode_state`. `step` hands on what stays valid:
+    all of it on the in-order fast path (which only appends to `effective`), the
+    effective rows before the insertion point for a late event or a void, so the
+    next `encode_state` serialises only the records after that point.
     """
 
     def timeline(self) -> tuple[Event, ...]:
@@ -317,6 +322,7 @@ def _derive(
     void_targets: tuple[str, ...],
     id_index: str,
     version: int,
+    packed: Packed | None = None,
 ) -> ParcelState:
     """Re-walk the whole effective set (already in walk order)."""
     milestone, holds, attempts, delivered_at, custodian, registration, times = _walk(
@@ -340,7 +346,7 @@ def _derive(
         extra,
         void_targets,
         id_index,
-        None,
+        packed,
     )
 
 
@@ -375,8 +381,24 @@ def _relog(
         extra,
         void_targets,
         id_index,
-        None,
+        _still_packed(state.packed, state.event_count),
     )
+
+
+def _still_packed(packed: Packed | None, count: int, same_extra: bool = False) -> Packed | None:
+    """What of `packed` holds when effective[:count] stays (and `extra`, if `same_extra`)."""
+    if packed is None:
+        return None
+    head, rows, done, ends, extra = packed
+    if not same_extra:
+        extra = None
+    if count >= done:
+        return head, rows, done, ends, extra
+    if ends is None:  # record boundaries unknown: serialise again
+        return None
+    if count == 0:
+        return head, b"", 0, (), extra
+    return head, rows[: ends[count - 1]], count, ends[:count], extra
 
 
 def _empty(parcel_id: str) -> ParcelState:
@@ -485,6 +507,7 @@ def step(state: ParcelState | None, event: Event, *, max_events: int = MAX_EVENT
                     void_targets,
                     id_index,
                     state.version + 1,
+                    _still_packed(state.packed, index),
                 )
                 return _new_step(new, _APPLIED, True, (), (candidate,), None)
         # Its target is not here yet, is a void (ignored), or is already voided.
@@ -505,7 +528,15 @@ def step(state: ParcelState | None, event: Event, *, max_events: int = MAX_EVENT
     if not in_order:
         index = bisect_left(effective, (event_time, event_id), key=_walk_key)
         effective = (*effective[:index], event, *effective[index:])
-        new = _derive(state.parcel_id, effective, extra, void_targets, id_index, state.version + 1)
+        new = _derive(
+            state.parcel_id,
+            effective,
+            extra,
+            void_targets,
+            id_index,
+            state.version + 1,
+            _still_packed(state.packed, index, same_extra=True),
+        )
         return _new_step(new, _APPLIED, True, (event,), (), None)
 
     # Fast path: the event extends the walk, so fold it onto the previous values.
@@ -684,46 +715,103 @@ _VOID_REASONS = {m.value: m for m in VoidReason}
 _dumps = orjson.dumps
 
 
-def _pack(event: Event) -> list[Any]:
-    loc = event.location
-    head: list[Any] = [
-        0,
-        event.event_id,
-        event.event_time,
-        event.tz_offset_minutes,
-        event.source,
-        None if loc is None else [loc.country, loc.facility_id, loc.city],
+def _location_row(loc: Any) -> list[Any] | None:
+    return None if loc is None else [loc.country, loc.facility_id, loc.city]
+
+
+# One packer per record type (enums go to orjson as they are: it writes their values).
+def _pack_scanned(e: Any) -> list[Any]:
+    return [
+        _SCANNED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.scan,
+        e.raw_code,
     ]
-    match event:
-        case ParcelScanned():
-            head[0] = _SCANNED_T
-            head += (str(event.scan), event.raw_code)
-        case ParcelHandedOver():
-            head[0] = _HANDED_T
-            head += (event.from_party, event.to_party)
-        case CustomsStatusRecorded():
-            head[0] = _CUSTOMS_T
-            head += (str(event.direction), str(event.status), event.reason)
-        case EventVoided():
-            head[0] = _VOIDED_T
-            head += (event.voided_event_id, str(event.reason))
-        case ParcelRegistered():
-            head[0] = _REGISTERED_T
-            head += (
-                event.merchant_id,
-                event.origin.country,
-                event.origin.city,
-                event.destination.country,
-                event.destination.city,
-                str(event.service),
-                event.promised_hours,
-            )
-    return head
+
+
+def _pack_handed(e: Any) -> list[Any]:
+    return [
+        _HANDED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.from_party,
+        e.to_party,
+    ]
+
+
+def _pack_customs(e: Any) -> list[Any]:
+    return [
+        _CUSTOMS_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.direction,
+        e.status,
+        e.reason,
+    ]
+
+
+def _pack_voided(e: Any) -> list[Any]:
+    return [
+        _VOIDED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.voided_event_id,
+        e.reason,
+    ]
+
+
+def _pack_registered(e: Any) -> list[Any]:
+    return [
+        _REGISTERED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.merchant_id,
+        e.origin.country,
+        e.origin.city,
+        e.destination.country,
+        e.destination.city,
+        e.service,
+        e.promised_hours,
+    ]
+
+
+_PACKERS: dict[type, Callable[[Any], list[Any]]] = {
+    ParcelScanned: _pack_scanned,
+    ParcelHandedOver: _pack_handed,
+    CustomsStatusRecorded: _pack_customs,
+    EventVoided: _pack_voided,
+    ParcelRegistered: _pack_registered,
+}
+
+
+def _pack(event: Event) -> list[Any]:
+    """The stored row of a record (layout above)."""
+    return _PACKERS[type(event)](event)
+
+
+def _row(event: Event) -> bytes:
+    return _dumps(_PACKERS[type(event)](event))
 
 
 def _rows(records: Iterable[Event]) -> bytes:
     """Serialised records, comma-separated: the inside of a JSON list."""
-    return _dumps([_pack(record) for record in records])[1:-1]
+    return _dumps([_PACKERS[type(record)](record) for record in records])[1:-1]
 
 
 def _head(parcel_id: str) -> bytes:
@@ -807,26 +895,38 @@ def _unpack(parcel_id: str, row: list[Any]) -> Event:
     raise ValueError(f"stored state: unknown record type {kind!r}")
 
 
+_set_packed: Callable[[ParcelState, Packed], None] = vars(ParcelState)["packed"].__set__
+"""The slot's own setter: fills the cache of a frozen state (it is not part of `==`)."""
+
+
 def encode_state(state: ParcelState) -> bytes:
     """Compact bytes for the Faust table: the record log only (derived values are re-walked).
 
-    Format 2 (see above). Each record is serialised once: the result's pieces are
-    kept in `state.packed`, and a state that `step` extended in order inherits them,
-    so encoding it only serialises the records appended since (usually one) and
-    joins the pieces. The bytes are the same as a fresh encode of the same state.
-    A 10-event parcel is about 1.1 KB, some 110 bytes per record.
+    Format 2 (see above). Each record is serialised once: the pieces are kept in
+    `state.packed` and handed on by `step`, so encoding a state only serialises the
+    records it has that its predecessor's encoding did not cover (after an in-order
+    event: that one record) and joins the pieces. The bytes are the same as a fresh
+    encode of the same state. A 10-event parcel is about 1.1 KB.
     """
     packed = state.packed
     effective = state.effective
     if packed is None:
-        packed = (_head(state.parcel_id), _rows(effective), _rows(state.extra), len(effective))
-        object.__setattr__(state, "packed", packed)
-    elif packed[3] != len(effective):
-        head, rows, extra, done = packed
-        added = _rows(effective[done:])
-        packed = (head, rows + b"," + added if rows else added, extra, len(effective))
-        object.__setattr__(state, "packed", packed)
-    return b"".join((packed[0], packed[1], b"],[", packed[2], b"]]"))
+        packed = (_head(state.parcel_id), b"", 0, (), None)
+    head, rows, done, ends, extra = packed
+    if done == len(effective) and extra is not None:
+        return b"".join((head, rows, b"],[", extra, b"]]"))
+    if done < len(effective):
+        added = [_row(record) for record in effective[done:]]
+        if ends is not None:
+            at = len(rows)
+            for row in added:
+                at += len(row) + 1 if at else len(row)
+                ends = (*ends, at)
+        rows = b",".join([rows, *added]) if rows else b",".join(added)
+    if extra is None:
+        extra = _rows(state.extra)
+    _set_packed(state, (head, rows, len(effective), ends, extra))
+    return b"".join((head, rows, b"],[", extra, b"]]"))
 
 
 def _from_parts(
@@ -888,5 +988,5 @@ def decode_state(data: bytes) -> ParcelState:
     raw = bytes(data)
     if raw.startswith(head) and raw.endswith(tail):  # as written by encode_state: reuse it
         rows = raw[len(head) : len(raw) - len(tail)]
-        object.__setattr__(state, "packed", (head, rows, extra, state.event_count))
+        _set_packed(state, (head, rows, state.event_count, None, extra))
     return state

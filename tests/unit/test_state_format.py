@@ -159,6 +159,33 @@ def test_in_order_step_reuses_the_packed_log() -> None:
     assert len(data) > len(first)
 
 
+def test_late_event_and_void_keep_the_rows_before_them() -> None:
+    state = stepped([GOLDEN_EVENTS[i] for i in (0, 1, 2, 4)])  # r1 s1 c1 s2, in order
+    encode_state(state)
+    late = step(state, GOLDEN_EVENTS[3]).state  # h1 goes between s1 and c1
+    assert late is not None and late.packed is not None
+    assert late.packed[2] == 2  # r1 and s1 are still serialised
+    assert encode_state(late) == fresh(late)
+    voided = step(late, GOLDEN_EVENTS[5]).state  # v1 voids s2, the last effective record
+    assert voided is not None and voided.packed is not None
+    assert voided.packed[2] == 4 and voided.packed[4] is None  # extra to be written again
+    assert encode_state(voided) == fresh(voided)
+    again = decode_state(encode_state(voided))
+    assert again.packed is not None and again.packed[3] is None  # boundaries unknown
+    later = step(
+        again,
+        GOLDEN_EVENTS[3].__class__(
+            **{**_fields(GOLDEN_EVENTS[3]), "event_id": "h0", "event_time": T0 + MIN}
+        ),
+    )
+    assert later is not None and later.state is not None and later.state.packed is None
+    assert encode_state(later.state) == fresh(later.state)
+
+
+def _fields(event: Event) -> dict[str, object]:
+    return {name: getattr(event, name) for name in event.__dataclass_fields__}
+
+
 @pytest.mark.parametrize(
     "rejected",
     [
