@@ -183,7 +183,9 @@ def constructor_costs(calls: int = 200_000) -> dict[str, float]:
     return out
 
 
-def domain_costs(events: int = 50_000, seed: int = 7, repeat: int = 3) -> dict[str, Any]:
+def domain_costs(
+    events: int = 50_000, seed: int = 7, repeat: int = 3, constructor_calls: int = 200_000
+) -> dict[str, Any]:
     """Time the per-event domain work; JSON-able numbers in microseconds per event.
 
     Four passes over the stream, each on fresh states and without timers inside the
@@ -241,7 +243,7 @@ def domain_costs(events: int = 50_000, seed: int = 7, repeat: int = 3) -> dict[s
         "decode_state_miss_us": round(miss_us, 2),
         "state_bytes_mean": round(sum(map(len, sample)) / max(1, len(sample)), 1),
         "goal_domain_us_per_event": 50,
-        "constructors": constructor_costs(),
+        "constructors": constructor_costs(constructor_calls),
     }
 
 

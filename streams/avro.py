@@ -12,8 +12,11 @@ with ``logicalType`` stripped, so fastavro reads and writes plain longs instead
 of building datetimes. Parsing Canonical Form drops ``logicalType``, so the
 fingerprints are those of the published ``.avsc`` files.
 
-Decoding is on the stream's hot path: schemas are parsed once, at import, and a
-decode is one dict lookup, one fastavro call and one dataclass construction.
+Decoding is on the stream's hot path: schemas are parsed once, at import. Events of
+a current schema are read by readers built from the schema files straight into the
+domain event (see "cheap event decoding"); other writer versions go through fastavro
+with schema resolution. `status_bytes` writes a ParcelStatus straight from a fold
+state; `encode_status` (from a dict) uses fastavro.
 """
 
 from __future__ import annotations
