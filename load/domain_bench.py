@@ -202,6 +202,7 @@ def domain_costs(
     status_name, status = _status_path()
     written, statused = _outputs(messages)
     sample = written[:: max(1, len(written) // 20_000)]
+    statuses = len(statused)
     statused = statused[:: max(1, len(statused) // 20_000)]
     gc.collect()
     gc.disable()  # the domain code allocates no cycles: keep collector pauses out
@@ -235,7 +236,7 @@ def domain_costs(
         "state_encode_us": part_us[2],
         "status_build_encode_us": part_us[3],
         "state_encodes": len(written),
-        "statuses": len(statused),
+        "statuses": statuses,
         "status_path": status_name,
         "status_us_per_call": round(status_us, 2),
         "legacy_status_from_state_us_per_call": round(legacy_build_us, 2),
