@@ -568,30 +568,48 @@ def status_from_state(state: ParcelState, eta: Mapping[str, Any] | None = None) 
 # small caches. It writes the layout below, which is checked against the schema file
 # (the source of truth) at import; should they ever differ it uses the dict path.
 
-_INT_MAX = (1 << 31) - 1
-_LONG_MAX = (1 << 63) - 1
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _pack_double = struct.Struct("<d").pack
 _ONE_BYTE = tuple(bytes((n,)) for n in range(128))
 """Zigzag-encoded values below 128 are one byte: most counts, lengths and versions."""
 
 
-def _write_long(value: int, limit: int = _LONG_MAX) -> bytes:
-    """Avro int/long: zigzag varint, refusing values outside the type's range."""
-    if not -limit - 1 <= value <= limit or type(value) is bool:
-        raise ValueError(f"{value!r} is not an Avro {'int' if limit == _INT_MAX else 'long'}")
-    n = (value << 1) ^ (value >> 63)
+def _varint(n: int) -> bytes:
+    """Unsigned varint of a zigzagged value."""
     if n < 128:
         return _ONE_BYTE[n]
+    if 1 << 35 <= n < 1 << 42:  # six bytes: epoch-millisecond times (until 2039)
+        return bytes(
+            (
+                n & 0x7F | 0x80,
+                n >> 7 & 0x7F | 0x80,
+                n >> 14 & 0x7F | 0x80,
+                n >> 21 & 0x7F | 0x80,
+                n >> 28 & 0x7F | 0x80,
+                n >> 35,
+            )
+        )
     out = bytearray()
     while n >= 128:
-        out.append((n & 0x7F) | 0x80)
+        out.append(n & 0x7F | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
 
 
+def _write_long(value: int) -> bytes:
+    """Avro long: zigzag varint, refusing what is not a 64-bit integer."""
+    if not _LONG_MIN <= value <= _LONG_MAX or type(value) is bool:
+        raise ValueError(f"{value!r} is not an Avro long")
+    return _varint((value << 1) ^ (value >> 63))
+
+
 def _write_int(value: int) -> bytes:
-    return _write_long(value, _INT_MAX)
+    """Avro int: as a long, within 32 bits."""
+    if not _INT_MIN <= value <= _INT_MAX or type(value) is bool:
+        raise ValueError(f"{value!r} is not an Avro int")
+    return _varint((value << 1) ^ (value >> 63))
 
 
 def _write_string(value: str) -> bytes:

@@ -149,3 +149,24 @@ def test_bad_location_country_is_a_contract_violation_on_the_fast_path() -> None
     data = avro._CODEC.encode("ParcelScanned", record)
     with pytest.raises(DecodeError, match=r"'location\.country'"):
         decode_event(data)
+
+
+@given(
+    st.integers(-(1 << 63), (1 << 63) - 1)
+    | st.sampled_from([0, -1, 63, 64, -64, -65, 1 << 35, (1 << 41) - 1, 1 << 41, -(1 << 63)])
+)
+@settings(max_examples=400, deadline=None)
+def test_long_writer_matches_fastavro(value: int) -> None:
+    buf = io.BytesIO()
+    schemaless_writer(buf, "long", value)
+    assert avro._write_long(value) == buf.getvalue()
+    assert avro._read_long(buf.getvalue(), 0) == (value, len(buf.getvalue()))
+
+
+def test_long_and_int_writers_refuse_out_of_range_values() -> None:
+    with pytest.raises(ValueError):
+        avro._write_long(1 << 63)
+    with pytest.raises(ValueError):
+        avro._write_int(1 << 31)
+    with pytest.raises(ValueError):
+        avro._write_int(True)
