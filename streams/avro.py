@@ -303,15 +303,11 @@ def _check_common(rec: Mapping[str, Any]) -> None:
     )
 
 
-_location = intern_location
-_place = intern_place
-
-
 def _location_from(rec: dict[str, Any]) -> Location | None:
     loc = rec["location"]
     if loc is None:
         return None
-    return _location(loc["country"], loc["facility_id"], loc["city"])
+    return intern_location(loc["country"], loc["facility_id"], loc["city"])
 
 
 def _registered_from(rec: dict[str, Any]) -> ParcelRegistered:
@@ -330,8 +326,8 @@ def _registered_from(rec: dict[str, Any]) -> ParcelRegistered:
         source=rec["source"],
         location=_location_from(rec),
         merchant_id=rec["merchant_id"],
-        origin=_place(origin["country"], origin["city"]),
-        destination=_place(destination["country"], destination["city"]),
+        origin=intern_place(origin["country"], origin["city"]),
+        destination=intern_place(destination["country"], destination["city"]),
         service=_SERVICE[rec["service"]],
         promised_hours=promised,
     )
