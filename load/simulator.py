@@ -20,7 +20,7 @@ import bisect
 import math
 import random
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from heapq import heappop, heappush
 from pathlib import Path
@@ -61,6 +61,7 @@ from projections.events import (
     Scan,
     Service,
     VoidReason,
+    positional_constructor,
 )
 from projections.jsonform import event_to_json, format_time, parse_time
 
@@ -312,33 +313,11 @@ sampling, and the tails (cut at about 4 sigma) are more than this model needs.""
 _EXP_ARRIVAL = tuple(math.exp(1.1 * z) for z in _NORMAL)
 
 
-def _fast_constructor(cls: type) -> Callable[..., Any]:
-    """Positional builder for a frozen slots event class, for the generation hot path.
-
-    A frozen dataclass's ``__init__`` pays ``object.__setattr__`` per field (about 3 us
-    for a scan); calling each slot's descriptor directly stores the same values at about
-    a third of the cost. The result is an ordinary instance, equal to one built by
-    ``__init__`` (checked here once, and by the unit tests).
-    """
-    names = [f.name for f in fields(cls)]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for name in names:
-        namespace[f"_set_{name}"] = getattr(cls, name).__set__
-    setters = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
-    source = f"def build({', '.join(names)}):\n    obj = _new(_cls)\n{setters}    return obj\n"
-    exec(source, namespace)
-    build: Callable[..., Any] = namespace["build"]
-    values = list(range(len(names)))
-    if build(*values) != cls(**dict(zip(names, values, strict=True))):
-        raise AssertionError(f"fast constructor for {cls.__name__} disagrees with __init__")
-    return build
-
-
 # Field order: event_id, parcel_id, event_time, source, tz_offset_minutes, location, then
 # the type's own fields (checked by the unit tests against the keyword constructors).
-_new_scan = _fast_constructor(ParcelScanned)
-_new_handover = _fast_constructor(ParcelHandedOver)
-_new_customs = _fast_constructor(CustomsStatusRecorded)
+_new_scan = positional_constructor(ParcelScanned)
+_new_handover = positional_constructor(ParcelHandedOver)
+_new_customs = positional_constructor(CustomsStatusRecorded)
 _CUSTOMS = "cainiao-customs"
 
 

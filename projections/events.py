@@ -7,8 +7,11 @@ be naive. Conversion to timezone-aware datetimes happens at the edges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from enum import StrEnum
+from functools import lru_cache
+from typing import Any
 
 
 class EventType(StrEnum):
@@ -71,6 +74,70 @@ class Location:
     country: str
     facility_id: str | None = None
     city: str | None = None
+
+
+def positional_constructor(cls: type, order: Sequence[str] | None = None) -> Callable[..., Any]:
+    """Positional constructor for a frozen slots dataclass, for the hot path.
+
+    A frozen dataclass's ``__init__`` calls ``object.__setattr__`` once per field, which
+    dominated the in-order hot path. Measured side by side (Python 3.11): a ParcelState
+    (24 fields) costs 2.3-3.2 us through ``__init__`` and about 0.4 us here; a scan
+    event 1.2 us, 0.5 us here, and 0.75 us with a plain loop over the slot setters
+    (no generated code), so the fold, the decoders and the simulator use this. Here
+    the fields are stored into an instance of a plain twin class with the same slots
+    (ordinary, specialised attribute stores), which is then given its real class:
+    CPython allows that between classes of identical layout. The result is an ordinary
+    frozen instance, equal to one built by ``__init__``; this is checked once at import
+    and a unit test checks it too. Should the interpreter refuse the class change, the
+    slot descriptors are called directly instead (slower, still correct).
+
+    Parameters follow `order` (every field, named explicitly by callers that build
+    another module's classes, so a reordering there cannot shift values), else the
+    dataclass's field order.
+    """
+    names = [f.name for f in fields(cls)]
+    init_names = {f.name for f in fields(cls) if f.init}
+    if order is not None:
+        if sorted(order) != sorted(names):
+            raise TypeError(f"{cls.__name__} fields are {names}, not {list(order)}")
+        names = list(order)
+    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": tuple(names)})
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
+    params = ", ".join(names)
+    stores = "".join(f"    obj.{name} = {name}\n" for name in names)
+    source = (
+        f"def build({params}):\n    obj = _new(_twin)\n{stores}"
+        "    obj.__class__ = _cls\n    return obj\n"
+    )
+    try:
+        exec(source, namespace)
+        build = namespace["build"]
+        probe = build(*range(len(names)))
+        expected = cls(**{name: i for i, name in enumerate(names) if name in init_names})
+        if type(probe) is cls and probe == expected:
+            return build
+    except TypeError:
+        pass
+    for name in names:
+        namespace[f"_set_{name}"] = getattr(cls, name).__set__
+    setters = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
+    source = f"def build({params}):\n    obj = _new(_cls)\n{setters}    return obj\n"
+    exec(source, namespace)
+    return namespace["build"]
+
+
+# Events of a parcel, and of a hub, repeat a handful of places: decoders intern them,
+# which saves most of their construction and memory in the fold's states.
+@lru_cache(maxsize=65536)
+def intern_location(country: str, facility_id: str | None, city: str | None) -> Location:
+    """The shared Location with these values (decoders call this instead of building one)."""
+    return Location(country=country, facility_id=facility_id, city=city)
+
+
+@lru_cache(maxsize=65536)
+def intern_place(country: str, city: str | None) -> Place:
+    """The shared Place with these values."""
+    return Place(country=country, city=city)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,7 +34,7 @@ most `max_events` long.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
@@ -48,14 +48,15 @@ from projections.events import (
     CustomsStatusRecorded,
     Event,
     EventVoided,
-    Location,
     ParcelHandedOver,
     ParcelRegistered,
     ParcelScanned,
-    Place,
     Scan,
     Service,
     VoidReason,
+    intern_location,
+    intern_place,
+    positional_constructor,
 )
 from projections.jsonform import format_time
 from projections.milestones import (
@@ -96,6 +97,15 @@ class Outcome(StrEnum):
     OVER_CAP = "OVER_CAP"
 
 
+Packed = tuple[bytes, bytes, int, tuple[int, ...] | None, bytes | None]
+"""Already serialised pieces of a state's stored form: (head, rows, count, ends, extra).
+
+`rows` are the first `count` effective records, comma-separated; `ends[i]` is where
+record i ends in `rows` (None when unknown, e.g. after `decode_state`); `extra` the
+extra records (None: to be serialised again).
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class ParcelState:
     """A parcel's folded state plus the compact log that keeps `step` exact.
@@ -132,6 +142,15 @@ class ParcelState:
     extra: tuple[Event, ...] = field(default=(), repr=False)
     void_targets: tuple[str, ...] = field(default=(), repr=False)
     id_index: str = field(default=_SEP, repr=False, compare=False)
+    packed: Packed | None = field(default=None, init=False, repr=False, compare=False)
+    """Storage-form cache (see `Packed`), left out of `==` and of ``__init__`` and
+    ``dataclasses.replace`` (so a replaced copy never carries pieces of another log).
+
+    Filled by `encode_state` and `decode_state`. `step` hands on what stays valid:
+    all of it on the in-order fast path (which only appends to `effective`), the
+    effective rows before the insertion point for a late event or a void, so the
+    next `encode_state` serialises only the records after that point.
+    """
 
     def timeline(self) -> tuple[Event, ...]:
         """Return the effective events in walk order (`event_time`, then `event_id`)."""
@@ -165,50 +184,8 @@ class Step:
     reason: str | None = None
 
 
-def _fast_constructor(cls: type, order: Sequence[str] | None = None) -> Callable[..., Any]:
-    """Positional constructor for a frozen slots dataclass, for the hot path.
-
-    A frozen dataclass's ``__init__`` calls ``object.__setattr__`` once per field, which
-    dominated the in-order hot path (about 3.5 us for ParcelState's 23 fields). Here
-    the fields are stored into an instance of a plain twin class with the same slots
-    (ordinary, specialised attribute stores), which is then given its real class:
-    CPython allows that between classes of identical layout. The result is an ordinary
-    frozen instance, equal to one built by ``__init__``; this is checked once at import
-    and a unit test checks it too. Should the interpreter refuse the class change, the
-    slot descriptors are called directly instead (slower, still correct).
-
-    Parameters follow `order` (every field, named explicitly by callers that build
-    another module's classes, so a reordering there cannot shift values), else the
-    dataclass's field order.
-    """
-    names = [f.name for f in fields(cls)]
-    if order is not None:
-        if sorted(order) != sorted(names):
-            raise TypeError(f"{cls.__name__} fields are {names}, not {list(order)}")
-        names = list(order)
-    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": tuple(names)})
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
-    params = ", ".join(names)
-    stores = "".join(f"    obj.{name} = {name}\n" for name in names)
-    source = (
-        f"def build({params}):\n    obj = _new(_twin)\n{stores}"
-        "    obj.__class__ = _cls\n    return obj\n"
-    )
-    try:
-        exec(source, namespace)
-        build = namespace["build"]
-        probe = build(*range(len(names)))
-        if type(probe) is cls and probe == cls(**{name: i for i, name in enumerate(names)}):
-            return build
-    except TypeError:
-        pass
-    for name in names:
-        namespace[f"_set_{name}"] = getattr(cls, name).__set__
-    setters = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
-    source = f"def build({params}):\n    obj = _new(_cls)\n{setters}    return obj\n"
-    exec(source, namespace)
-    return namespace["build"]
-
+_fast_constructor = positional_constructor
+"""Positional builders for frozen slots dataclasses (see `projections.events`): they pay."""
 
 _new_state: Callable[..., ParcelState] = _fast_constructor(ParcelState)
 _new_step: Callable[..., Step] = _fast_constructor(Step)
@@ -345,6 +322,7 @@ def _derive(
     void_targets: tuple[str, ...],
     id_index: str,
     version: int,
+    packed: Packed | None = None,
 ) -> ParcelState:
     """Re-walk the whole effective set (already in walk order)."""
     milestone, holds, attempts, delivered_at, custodian, registration, times = _walk(
@@ -368,6 +346,7 @@ def _derive(
         extra,
         void_targets,
         id_index,
+        packed,
     )
 
 
@@ -402,7 +381,24 @@ def _relog(
         extra,
         void_targets,
         id_index,
+        _still_packed(state.packed, state.event_count),
     )
+
+
+def _still_packed(packed: Packed | None, count: int, same_extra: bool = False) -> Packed | None:
+    """What of `packed` holds when effective[:count] stays (and `extra`, if `same_extra`)."""
+    if packed is None:
+        return None
+    head, rows, done, ends, extra = packed
+    if not same_extra:
+        extra = None
+    if count >= done:
+        return head, rows, done, ends, extra
+    if ends is None:  # record boundaries unknown: serialise again
+        return None
+    if count == 0:
+        return head, b"", 0, (), extra
+    return head, rows[: ends[count - 1]], count, ends[:count], extra
 
 
 def _empty(parcel_id: str) -> ParcelState:
@@ -424,6 +420,7 @@ def _empty(parcel_id: str) -> ParcelState:
         (),
         (),
         _SEP,
+        None,
     )
 
 
@@ -510,6 +507,7 @@ def step(state: ParcelState | None, event: Event, *, max_events: int = MAX_EVENT
                     void_targets,
                     id_index,
                     state.version + 1,
+                    _still_packed(state.packed, index),
                 )
                 return _new_step(new, _APPLIED, True, (), (candidate,), None)
         # Its target is not here yet, is a void (ignored), or is already voided.
@@ -530,7 +528,15 @@ def step(state: ParcelState | None, event: Event, *, max_events: int = MAX_EVENT
     if not in_order:
         index = bisect_left(effective, (event_time, event_id), key=_walk_key)
         effective = (*effective[:index], event, *effective[index:])
-        new = _derive(state.parcel_id, effective, extra, void_targets, id_index, state.version + 1)
+        new = _derive(
+            state.parcel_id,
+            effective,
+            extra,
+            void_targets,
+            id_index,
+            state.version + 1,
+            _still_packed(state.packed, index, same_extra=True),
+        )
         return _new_step(new, _APPLIED, True, (event,), (), None)
 
     # Fast path: the event extends the walk, so fold it onto the previous values.
@@ -569,6 +575,7 @@ def step(state: ParcelState | None, event: Event, *, max_events: int = MAX_EVENT
             extra,
             void_targets,
             id_index,
+            state.packed,
         )
     else:
         lane = _lane(registration)
@@ -589,6 +596,7 @@ def step(state: ParcelState | None, event: Event, *, max_events: int = MAX_EVENT
             extra,
             void_targets,
             id_index,
+            state.packed,
         )
     return _new_step(new, _APPLIED, True, added, (), None)
 
@@ -685,61 +693,133 @@ def state_to_json(state: ParcelState) -> dict[str, Any]:
 #
 # The stored form is the record log only; everything derived is re-walked on decode, so
 # a stored state can never disagree with its records and the fold rules may evolve
-# without migrating stored values. Layout (orjson):
-#     [FORMAT, parcel_id, [record, ...]]
+# without migrating stored values. Layout (orjson), the first element is the format:
+#     [2, parcel_id, [effective record, ...], [extra record, ...]]   (written now)
+#     [1, parcel_id, [record, ...]]                                  (read only)
 #     record = [type, event_id, event_time, tz_offset_minutes, source, location, *fields]
 #     location = null | [country, facility_id, city]
-# parcel_id is stored once; enums as their symbols.
+# parcel_id is stored once; enums as their symbols. Format 2 keeps the two parts of the
+# log apart, in the state's canonical orders, so that an in-order append only adds one
+# record's bytes to the effective part (see `ParcelState.packed`) and decoding needs no
+# partition or sort. Format 1 (one list, effective then extra) is what earlier versions
+# wrote; states of that format in tables and changelogs stay readable.
 
-_FORMAT = 1
+_FORMAT = 2
+_FORMAT_V1 = 1
 _REGISTERED_T, _SCANNED_T, _HANDED_T, _CUSTOMS_T, _VOIDED_T = range(5)
 _SERVICES = {m.value: m for m in Service}
 _SCANS = {m.value: m for m in Scan}
 _DIRECTIONS = {m.value: m for m in CustomsDirection}
 _STATUSES = {m.value: m for m in CustomsStatus}
 _VOID_REASONS = {m.value: m for m in VoidReason}
+_dumps = orjson.dumps
+
+
+def _location_row(loc: Any) -> list[Any] | None:
+    return None if loc is None else [loc.country, loc.facility_id, loc.city]
+
+
+# One packer per record type (enums go to orjson as they are: it writes their values).
+def _pack_scanned(e: Any) -> list[Any]:
+    return [
+        _SCANNED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.scan,
+        e.raw_code,
+    ]
+
+
+def _pack_handed(e: Any) -> list[Any]:
+    return [
+        _HANDED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.from_party,
+        e.to_party,
+    ]
+
+
+def _pack_customs(e: Any) -> list[Any]:
+    return [
+        _CUSTOMS_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.direction,
+        e.status,
+        e.reason,
+    ]
+
+
+def _pack_voided(e: Any) -> list[Any]:
+    return [
+        _VOIDED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.voided_event_id,
+        e.reason,
+    ]
+
+
+def _pack_registered(e: Any) -> list[Any]:
+    return [
+        _REGISTERED_T,
+        e.event_id,
+        e.event_time,
+        e.tz_offset_minutes,
+        e.source,
+        _location_row(e.location),
+        e.merchant_id,
+        e.origin.country,
+        e.origin.city,
+        e.destination.country,
+        e.destination.city,
+        e.service,
+        e.promised_hours,
+    ]
+
+
+_PACKERS: dict[type, Callable[[Any], list[Any]]] = {
+    ParcelScanned: _pack_scanned,
+    ParcelHandedOver: _pack_handed,
+    CustomsStatusRecorded: _pack_customs,
+    EventVoided: _pack_voided,
+    ParcelRegistered: _pack_registered,
+}
 
 
 def _pack(event: Event) -> list[Any]:
-    loc = event.location
-    head: list[Any] = [
-        0,
-        event.event_id,
-        event.event_time,
-        event.tz_offset_minutes,
-        event.source,
-        None if loc is None else [loc.country, loc.facility_id, loc.city],
-    ]
-    match event:
-        case ParcelScanned():
-            head[0] = _SCANNED_T
-            head += (str(event.scan), event.raw_code)
-        case ParcelHandedOver():
-            head[0] = _HANDED_T
-            head += (event.from_party, event.to_party)
-        case CustomsStatusRecorded():
-            head[0] = _CUSTOMS_T
-            head += (str(event.direction), str(event.status), event.reason)
-        case EventVoided():
-            head[0] = _VOIDED_T
-            head += (event.voided_event_id, str(event.reason))
-        case ParcelRegistered():
-            head[0] = _REGISTERED_T
-            head += (
-                event.merchant_id,
-                event.origin.country,
-                event.origin.city,
-                event.destination.country,
-                event.destination.city,
-                str(event.service),
-                event.promised_hours,
-            )
-    return head
+    """The stored row of a record (layout above)."""
+    return _PACKERS[type(event)](event)
+
+
+def _row(event: Event) -> bytes:
+    return _dumps(_PACKERS[type(event)](event))
+
+
+def _rows(records: Iterable[Event]) -> bytes:
+    """Serialised records, comma-separated: the inside of a JSON list."""
+    return _dumps([_PACKERS[type(record)](record) for record in records])[1:-1]
+
+
+def _head(parcel_id: str) -> bytes:
+    return b"[2," + _dumps(parcel_id) + b",["
 
 
 _COMMON = ("event_id", "parcel_id", "event_time", "tz_offset_minutes", "source", "location")
 # Decoding builds every stored event: positional builders halve its cost (see above).
-_new_location = _fast_constructor(Location, ("country", "facility_id", "city"))
 _new_scanned = _fast_constructor(ParcelScanned, (*_COMMON, "scan", "raw_code"))
 _new_handed = _fast_constructor(ParcelHandedOver, (*_COMMON, "from_party", "to_party"))
 _new_customs = _fast_constructor(CustomsStatusRecorded, (*_COMMON, "direction", "status", "reason"))
@@ -751,48 +831,162 @@ _new_registered = _fast_constructor(
 
 
 def _unpack(parcel_id: str, row: list[Any]) -> Event:
-    kind, event_id, event_time, tz, source, loc, *rest = row
-    location = None if loc is None else _new_location(loc[0], loc[1], loc[2])
-    common = (event_id, parcel_id, event_time, tz, source, location)
+    """Event of a stored record: exact-length rows, interned locations and places."""
+    kind = row[0]
+    loc = row[5]
+    location = None if loc is None else intern_location(*loc)
     if kind == _SCANNED_T:
-        return _new_scanned(*common, _SCANS[rest[0]], rest[1])
+        _, event_id, event_time, tz, source, _, scan, raw_code = row
+        return _new_scanned(
+            event_id, parcel_id, event_time, tz, source, location, _SCANS[scan], raw_code
+        )
     if kind == _HANDED_T:
-        return _new_handed(*common, rest[0], rest[1])
+        _, event_id, event_time, tz, source, _, from_party, to_party = row
+        return _new_handed(
+            event_id, parcel_id, event_time, tz, source, location, from_party, to_party
+        )
     if kind == _CUSTOMS_T:
-        return _new_customs(*common, _DIRECTIONS[rest[0]], _STATUSES[rest[1]], rest[2])
+        _, event_id, event_time, tz, source, _, direction, status, reason = row
+        return _new_customs(
+            event_id,
+            parcel_id,
+            event_time,
+            tz,
+            source,
+            location,
+            _DIRECTIONS[direction],
+            _STATUSES[status],
+            reason,
+        )
     if kind == _VOIDED_T:
-        return _new_voided(*common, rest[0], _VOID_REASONS[rest[1]])
+        _, event_id, event_time, tz, source, _, target, reason = row
+        return _new_voided(
+            event_id, parcel_id, event_time, tz, source, location, target, _VOID_REASONS[reason]
+        )
     if kind == _REGISTERED_T:
+        (
+            _,
+            event_id,
+            event_time,
+            tz,
+            source,
+            _,
+            merchant,
+            o_c,
+            o_city,
+            d_c,
+            d_city,
+            service,
+            hours,
+        ) = row
         return _new_registered(
-            *common,
-            rest[0],
-            Place(country=rest[1], city=rest[2]),
-            Place(country=rest[3], city=rest[4]),
-            _SERVICES[rest[5]],
-            rest[6],
+            event_id,
+            parcel_id,
+            event_time,
+            tz,
+            source,
+            location,
+            merchant,
+            intern_place(o_c, o_city),
+            intern_place(d_c, d_city),
+            _SERVICES[service],
+            hours,
         )
     raise ValueError(f"stored state: unknown record type {kind!r}")
+
+
+_set_packed: Callable[[ParcelState, Packed], None] = vars(ParcelState)["packed"].__set__
+"""The slot's own setter: fills the cache of a frozen state (it is not part of `==`)."""
 
 
 def encode_state(state: ParcelState) -> bytes:
     """Compact bytes for the Faust table: the record log only (derived values are re-walked).
 
-    Measured on simulated parcels (load/fold_bench.py, realistic ids, sources and
-    facilities): a 10-event parcel is about 1.2 KB, some 120 bytes per record; zlib
-    level 1 would bring that to about 390 bytes at extra CPU, not done here. Encode
-    takes about 9 us and decode about 40 us per such parcel on one (busy) core;
-    decoding rebuilds every event, so a worker should keep hot states decoded in
-    memory rather than decode per event.
+    Format 2 (see above). Each record is serialised once: the pieces are kept in
+    `state.packed` and handed on by `step`, so encoding a state only serialises the
+    records it has that its predecessor's encoding did not cover (after an in-order
+    event: that one record) and joins the pieces. The bytes are the same as a fresh
+    encode of the same state. A 10-event parcel is about 1.2 KB (load/fold_bench.py).
     """
-    return orjson.dumps([_FORMAT, state.parcel_id, [_pack(r) for r in state.stored_records()]])
+    packed = state.packed
+    effective = state.effective
+    if packed is None:
+        packed = (_head(state.parcel_id), b"", 0, (), None)
+    head, rows, done, ends, extra = packed
+    if done == len(effective) and extra is not None:
+        return b"".join((head, rows, b"],[", extra, b"]]"))
+    if done < len(effective):
+        added = [_row(record) for record in effective[done:]]
+        if ends is not None:
+            at = len(rows)
+            for row in added:
+                at += len(row) + 1 if at else len(row)
+                ends = (*ends, at)
+        rows = b",".join([rows, *added]) if rows else b",".join(added)
+    if extra is None:
+        extra = _rows(state.extra)
+    _set_packed(state, (head, rows, len(effective), ends, extra))
+    return b"".join((head, rows, b"],[", extra, b"]]"))
+
+
+def _from_parts(
+    parcel_id: str, effective: tuple[Event, ...], extra: tuple[Event, ...]
+) -> ParcelState:
+    """State of a format-2 log, checking that its parts are what `encode_state` writes."""
+    void_targets = tuple(sorted(r.voided_event_id for r in extra if type(r) is EventVoided))
+    voided = frozenset(void_targets)
+    ids = [r.event_id for r in effective]
+    previous: tuple[int, str] | None = None
+    for record in effective:
+        key = (record.event_time, record.event_id)
+        if type(record) is EventVoided or record.event_id in voided:
+            raise ValueError(f"effective record {record.event_id!r} is a void or voided")
+        if previous is not None and key <= previous:
+            raise ValueError(f"effective records out of walk order at {record.event_id!r}")
+        previous = key
+    last_id: str | None = None
+    for record in extra:
+        event_id = record.event_id
+        if type(record) is not EventVoided and event_id not in voided:
+            raise ValueError(f"extra record {event_id!r} is neither a void nor voided")
+        if last_id is not None and event_id <= last_id:
+            raise ValueError(f"extra records out of id order at {event_id!r}")
+        last_id = event_id
+        ids.append(event_id)
+    if len(set(ids)) != len(ids):
+        raise ValueError("a record id is stored twice")
+    id_index = _SEP + _SEP.join(ids) + _SEP if ids else _SEP
+    return _derive(parcel_id, effective, extra, void_targets, id_index, len(ids))
 
 
 def decode_state(data: bytes) -> ParcelState:
-    """Inverse of `encode_state`; raises ValueError on bytes it did not write."""
+    """Inverse of `encode_state` (formats 2 and 1); raises ValueError on bytes it did not write.
+
+    A format-2 state comes back with `packed` filled from `data` itself, so encoding
+    it again after an in-order step costs no more than for a state kept in memory.
+    """
     try:
-        form, parcel_id, rows = orjson.loads(data)
-        if form != _FORMAT:
-            raise ValueError(f"format {form!r} is not supported (expected {_FORMAT})")
-        return _from_records(parcel_id, [_unpack(parcel_id, row) for row in rows])
+        doc = orjson.loads(data)
+        form = doc[0]
+        if form == _FORMAT:
+            _, parcel_id, effective_rows, extra_rows = doc
+            state = _from_parts(
+                parcel_id,
+                tuple([_unpack(parcel_id, row) for row in effective_rows]),
+                tuple([_unpack(parcel_id, row) for row in extra_rows]),
+            )
+        elif form == _FORMAT_V1:
+            _, parcel_id, rows = doc
+            return _from_records(parcel_id, [_unpack(parcel_id, row) for row in rows])
+        else:
+            raise ValueError(f"format {form!r} is not supported (expected {_FORMAT} or 1)")
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"stored state is not a trackbone parcel state: {exc}") from None
+    head = _head(parcel_id)
+    extra = _rows(state.extra)
+    tail = b"],[" + extra + b"]]"
+    raw = bytes(data)
+    if raw.startswith(head) and raw.endswith(tail):  # as written by encode_state: reuse it
+        rows = raw[len(head) : len(raw) - len(tail)]
+        _set_packed(state, (head, rows, state.event_count, None, extra))
+    return state
