@@ -152,7 +152,7 @@ class BatchProcessor:
             stamp = ("source_ts", b"%d" % change.source_ts)
             if change.status:
                 eta_fields = None if change.estimate is None else change.estimate.status_fields()
-                status = avro.encode_status(avro.status_from_state(state, eta_fields))
+                status = avro.status_bytes(state, eta_fields)
                 out.append((status_topic, None, key, status, [stamp]))
             elif change.tombstone:
                 headers = [
