@@ -89,7 +89,7 @@ async def raw_loop(bootstrap: str, settings: Settings, events: int) -> dict[str,
         partitions = [
             TopicPartition(t, p)
             for t in settings.topics.inputs
-            for p in sorted(await consumer.partitions_for_topic(t) or ())
+            for p in await outputs.partitions(t)
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
