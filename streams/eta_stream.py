@@ -31,30 +31,6 @@ WITHIN_S = 1.0
 TICK = b"tick"
 
 
-def observation_messages(
-    before: ParcelState | None, after: ParcelState
-) -> list[tuple[bytes, bytes]]:
-    """(key, value) messages for the change in a parcel's delivery facts, if any."""
-    old = eta.observation_from(before) if before is not None else []
-    new = eta.observation_from(after)
-    if old == new:
-        return []
-    messages: list[tuple[bytes, bytes]] = []
-    for sign, observations in ((-1, old), (1, new)):
-        if not observations:
-            continue
-        lane = observations[0].lane
-        body = {
-            "s": sign,
-            "l": [lane.origin_country, lane.origin_city, lane.destination_country, lane.service],
-            "o": [[o.milestone, o.duration_ms] for o in observations],
-        }
-        for level in lane.level_keys():
-            key = eta.encode_level_key(level)
-            messages.append((key.encode(), orjson.dumps(body | {"k": key})))
-    return messages
-
-
 def _observations(value: bytes) -> tuple[bytes, int, list[eta.Observation]]:
     doc = orjson.loads(value)
     lane = eta.Lane(*doc["l"])
