@@ -35,9 +35,6 @@ from streams.views import register_views
 
 log = logging.getLogger(__name__)
 
-PARCEL_EVENTS_BASE = "tracking.parcel-events"
-"""Internal topic: deltas of each parcel's effective event set, for the ClickHouse sink."""
-
 
 class TrackboneApp:
     """Builds the Faust app, its topics, tables, agents, timers and web views."""
@@ -202,7 +199,7 @@ def worker_topics(settings: Settings, states: Any, stuck: Any) -> OutputTopics:
         milestones=topics.milestones,
         alerts=topics.alerts,
         dead_letter=topics.dead_letter,
-        parcel_events=topics.name(PARCEL_EVENTS_BASE),
+        parcel_events=topics.parcel_events,
         observations=topics.name(LANE_OBSERVATIONS_BASE),
     )
 
@@ -220,7 +217,7 @@ def _persisted(table: Any) -> Callable[[int, int], None]:
 async def ensure_worker_topics(settings: Settings, bootstrap: str) -> None:
     """The contract's topics, plus the internal ones this app reads and writes."""
     await ensure_contract_topics(settings, bootstrap)
-    await ensure_topics(bootstrap, [settings.topics.name(PARCEL_EVENTS_BASE)], settings.partitions)
+    await ensure_topics(bootstrap, [settings.topics.parcel_events], settings.partitions)
     # Lane statistics live in one partition: a global table read by every worker.
     lane_changelog = f"{settings.app_id}-lane-stats-changelog"
     await ensure_topics(

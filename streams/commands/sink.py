@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 from pathlib import Path
 
+from streams.commands import worker as worker_command
 from streams.settings import Settings
 
 
@@ -40,17 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
-    overrides: dict[str, object] = {}
-    if args.bootstrap:
-        overrides["kafka_bootstrap"] = args.bootstrap
-    if args.web_port is not None:
-        overrides["sink_web_port"] = args.web_port
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir.resolve()
-    if args.app_id:
-        overrides["app_id"] = args.app_id
-    return dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    return worker_command.settings_from(args, web_port_setting="sink_web_port")
 
 
 async def _serve(settings: Settings, bootstrap: str) -> None:

@@ -47,13 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, web_port_setting: str = "web_port") -> Settings:
+    """The settings with the service's flags applied (``--web-port`` sets ``web_port_setting``)."""
     settings = Settings.from_env()
     overrides: dict[str, object] = {}
     if args.bootstrap:
         overrides["kafka_bootstrap"] = args.bootstrap
     if args.web_port is not None:
-        overrides["web_port"] = args.web_port
+        overrides[web_port_setting] = args.web_port
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir.resolve()
     if args.app_id:

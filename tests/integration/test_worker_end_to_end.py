@@ -14,6 +14,7 @@ import pytest
 from load.demo import committed_all
 from load.worker_process import REPO
 from streams.avro import decode_status
+from streams.settings import Settings
 from streams.status import status_to_json
 from tests import mixed_input
 from tests.harness import WorkerProcess, http_get, produce_raw, read_topic, worker_env
@@ -86,15 +87,6 @@ def diff(latest: dict[str, dict], expected: dict[str, dict]) -> list[str]:
     return problems[:20]
 
 
-INPUT_TOPICS = (
-    "tracking.registrations",
-    "tracking.scans",
-    "tracking.handoffs",
-    "tracking.customs",
-    "tracking.corrections",
-)
-
-
 async def test_worker_matches_fold_and_accounts_for_every_input(
     kafka_bootstrap: str, unique_name, tmp_path: Path
 ) -> None:
@@ -161,7 +153,7 @@ async def test_worker_matches_fold_and_accounts_for_every_input(
         assert http_get(f"{worker.url}/parcels/bad%20id!")[0] == 400
 
         # Record batches commit like single records: every input offset, to the end.
-        inputs = [f"{prefix}{t}" for t in INPUT_TOPICS]
+        inputs = list(Settings(topic_prefix=prefix).topics.inputs)
         deadline = time.monotonic() + 60
         while not await committed_all(kafka_bootstrap, env["TRACKBONE_APP_ID"], inputs):
             assert time.monotonic() < deadline, "the worker never committed every input offset"
