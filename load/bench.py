@@ -22,10 +22,11 @@ the same simulated events:
 7. sink drain: a fresh sink (new consumer group, new embedded engine) over the
    pipeline's outputs, now a backlog: `sink_rows_per_s` = rows it inserted / seconds
    from its first fetch to its last accepted batch (from its `GET /stats`);
-8. latency: a fresh worker and sink on a fresh prefix, new parcels produced paced at
-   half the worker's rate; status latency per status record = its Kafka timestamp -
-   the `source_ts` header (the input record's Kafka timestamp) the worker copies onto
-   it; ClickHouse-visible latency from the sink's `GET /stats`.
+8. latency: new parcels produced paced at half the worker's rate, twice, each on a
+   fresh prefix: through a worker alone (status latency per status record = its
+   Kafka timestamp - the `source_ts` header, the input record's Kafka timestamp, that
+   the worker copies onto it), then through a worker and a sink (ClickHouse-visible
+   latency from the sink's `GET /stats`, and the status latency beside a sink).
 
 Progress goes to stderr; the result is one dict (JSON-able), and a PNG latency plot.
 A figure the processes cannot provide (no `source_ts` header, no `/query`, no
@@ -792,10 +793,14 @@ def latency_phase(
     worker_rate: float | None,
     notes: list[str],
 ) -> dict[str, Any]:
-    """Measure latency: new parcels, paced at half the worker's rate, through a fresh worker."""
-    from streams.avro import status_from_state
-    from streams.replay import replay
+    """Latency at half the worker's rate: status latency, then ClickHouse-visible latency.
 
+    Two runs on fresh prefixes with new parcels. The status run has the worker alone,
+    as `worker_events_per_s` was measured: on one small machine a sink beside it takes
+    the CPU the worker needs, which would measure the machine, not the worker. The
+    ClickHouse run adds the sink (its status latency is reported too, as
+    `status_latency_with_sink_ms_*`).
+    """
     out: dict[str, Any] = {
         "status_latency_ms_p50": None,
         "status_latency_ms_p99": None,
@@ -807,16 +812,65 @@ def latency_phase(
         return out
     rate = 0.5 * worker_rate
     count = max(500, min(config.events, int(rate * config.latency_seconds)))
-    log(f"latency run: {count:,} new events at {rate:,.0f} events/s")
-    batch = simulate_encoded(count, config.seed + 1, f"L{uuid.uuid4().hex[:6]}")
+    out["latency_events"] = count
+    log(f"latency run (worker alone): {count:,} new events at {rate:,.0f} events/s")
+    prefix = settings.topic_prefix
+    alone_settings = replace(settings, topic_prefix=f"{prefix}alone.")
+    alone = paced_run(config, bootstrap, alone_settings, work_dir, rate, count, False, notes)
+    out["latency_offered_events_per_s"] = alone["offered"]
+    out |= _latency_figures("status_latency_ms", alone["status_ms"])
+    log(f"latency run (worker and sink): {count:,} new events at {rate:,.0f} events/s")
+    both_settings = replace(settings, topic_prefix=f"{prefix}sink.")
+    both = paced_run(config, bootstrap, both_settings, work_dir, rate, count, True, notes)
+    out["latency_with_sink_offered_events_per_s"] = both["offered"]
+    out |= _latency_figures("status_latency_with_sink_ms", both["status_ms"])
+    out |= _latency_figures("clickhouse_visible_ms", both["clickhouse_ms"])
+    plot = plot_latency(
+        alone["samples"],
+        both["clickhouse_ms"],
+        config.out_dir / "latency.png",
+        f"trackbone: latency at {rate:,.0f} events/s (half the worker's rate)",
+    )
+    out["latency_plot"] = str(plot) if plot else None
+    return out
+
+
+def _latency_figures(prefix: str, values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {f"{prefix}_p50": None, f"{prefix}_p99": None}
+    return {
+        f"{prefix}_p50": percentile(values, 50),
+        f"{prefix}_p99": percentile(values, 99),
+        f"{prefix}_max": max(values),
+        f"{prefix.removesuffix('_ms')}_samples": len(values),
+    }
+
+
+def paced_run(
+    config: BenchConfig,
+    bootstrap: str,
+    settings: Settings,
+    work_dir: Path,
+    rate: float,
+    count: int,
+    with_sink: bool,
+    notes: list[str],
+) -> dict[str, Any]:
+    """New parcels paced at `rate` through a fresh worker (and sink): latency samples."""
+    from streams.avro import status_from_state
+    from streams.replay import replay
+
+    label = "with sink" if with_sink else "worker alone"
+    seed = config.seed + (2 if with_sink else 1)
+    batch = simulate_encoded(count, seed, f"L{uuid.uuid4().hex[:6]}")
     worker = Worker(bootstrap, settings.topic_prefix, work_dir, config.settings)
-    sink = Sink(worker, work_dir).start()
+    sink = Sink(worker, work_dir).start() if with_sink else None
     worker.start()
+    out: dict[str, Any] = {"offered": None, "samples": [], "status_ms": [], "clickhouse_ms": []}
     try:
         asyncio.run(warm_up(bootstrap, settings, "lat", time.monotonic() + 180))
         paced_s = asyncio.run(produce_paced(bootstrap, settings, batch.messages, rate))
-        out["latency_events"] = len(batch.messages)
-        out["latency_offered_events_per_s"] = _rate(len(batch.messages), paced_s)
+        out["offered"] = _rate(len(batch.messages), paced_s)
         deadline = time.monotonic() + config.worker_timeout_s
         wait_for_worker(worker, len(batch.messages) + 1, deadline)
         replayed = asyncio.run(replay(settings, bootstrap))
@@ -825,41 +879,28 @@ def latency_phase(
             await_statuses(bootstrap, settings.topics.parcel_status, expected, deadline)
         )
         if not complete:
-            notes.append("latency: the worker's statuses never matched the replayed state")
+            notes.append(f"latency ({label}): the worker's statuses never matched the replay")
         samples, all_headed = asyncio.run(
             status_latencies(bootstrap, settings.topics.parcel_status)
         )
         if not samples:
-            notes.append("latency: status records carry no source_ts header")
-        else:
-            if not all_headed:
-                notes.append("latency: some status records lack the source_ts header")
-            values = [lat for _, lat in samples]
-            out["status_latency_ms_p50"] = percentile(values, 50)
-            out["status_latency_ms_p99"] = percentile(values, 99)
-            out["status_latency_ms_max"] = max(values)
-            out["status_latency_samples"] = len(values)
-        clickhouse_ms: list[float] = []
-        # Let the sink catch up before reading its samples (returns at once without /query).
-        await_clickhouse(sink, len(expected), time.monotonic() + config.clickhouse_timeout_s)
-        stats = sink.stats()
-        if stats and stats.get("clickhouse_visible_ms"):
-            clickhouse_ms = [float(v) for v in stats["clickhouse_visible_ms"]]
-            out["clickhouse_visible_ms_p50"] = percentile(clickhouse_ms, 50)
-            out["clickhouse_visible_ms_p99"] = percentile(clickhouse_ms, 99)
-            out["clickhouse_visible_samples"] = len(clickhouse_ms)
-        else:
-            notes.append("latency: no ClickHouse-visible samples (GET /stats missing or empty)")
-        plot = plot_latency(
-            samples,
-            clickhouse_ms,
-            config.out_dir / "latency.png",
-            f"trackbone: latency at {rate:,.0f} events/s (half the worker's rate)",
-        )
-        out["latency_plot"] = str(plot) if plot else None
+            notes.append(f"latency ({label}): status records carry no source_ts header")
+        elif not all_headed:
+            notes.append(f"latency ({label}): some status records lack the source_ts header")
+        out["samples"] = samples
+        out["status_ms"] = [float(lat) for _, lat in samples]
+        if sink is not None:
+            # Let the sink catch up before reading its samples (returns at once without /query).
+            await_clickhouse(sink, len(expected), time.monotonic() + config.clickhouse_timeout_s)
+            stats = sink.stats()
+            if stats and stats.get("clickhouse_visible_ms"):
+                out["clickhouse_ms"] = [float(v) for v in stats["clickhouse_visible_ms"]]
+            else:
+                notes.append("latency: no ClickHouse-visible samples (GET /stats missing or empty)")
     finally:
         worker.stop()
-        sink.stop()
+        if sink is not None:
+            sink.stop()
     return out
 
 

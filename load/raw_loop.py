@@ -79,7 +79,7 @@ async def raw_loop(bootstrap: str, settings: Settings, events: int) -> dict[str,
     await ensure_topics(bootstrap, outs, settings.partitions)
     work = processor(settings, topics)
     outputs = Outputs(
-        bootstrap, client_id="trackbone-bench-raw", max_in_flight=settings.batches_in_flight
+        bootstrap, client_id="trackbone-bench-raw", max_in_flight=settings.records_in_flight
     )
     await outputs.open()
     consumer = make_consumer(bootstrap, client_id="trackbone-bench-raw")
@@ -105,7 +105,7 @@ async def raw_loop(bootstrap: str, settings: Settings, events: int) -> dict[str,
             for tp, records in fetched.items():
                 batch = [core.Record(r.key, r.value, r.offset, r.timestamp or 0) for r in records]
                 out = work.process(BatchInfo(tp.topic, tp.partition, batch[-1].offset), batch)
-                outputs.ack_when_stored(await outputs.send(out), lambda: None)
+                outputs.ack_when_stored(await outputs.send(out), lambda: None, len(out))
                 await outputs.settle()
                 count += len(records)
         await outputs.settle(0)

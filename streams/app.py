@@ -92,7 +92,7 @@ class TrackboneApp:
         self.outputs = Outputs(
             bootstrap,
             client_id=f"{settings.app_id}-outputs",
-            max_in_flight=settings.batches_in_flight,
+            max_in_flight=settings.records_in_flight,
         )
         for table in (self.states, self.stuck_table):
             self.outputs.on_sent(table.changelog_topic.get_topic_name(), _persisted(table))
@@ -141,7 +141,7 @@ class TrackboneApp:
                 records = process(
                     BatchInfo(batch.topic, batch.partition, batch.last_offset), batch.records
                 )
-                outputs.ack_when_stored(await outputs.send(records), event.ack)
+                outputs.ack_when_stored(await outputs.send(records), event.ack, len(records))
                 await outputs.settle()
             except Exception as exc:
                 # Unacknowledged, the batch would hold back every later commit of its

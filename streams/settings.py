@@ -112,8 +112,8 @@ class Settings:
     """How long a crashed worker holds its partitions before the group takes them over."""
     max_batch_records: int = 2000
     """Records per fetched batch at most (Faust's ``broker_max_poll_records``)."""
-    batches_in_flight: int = 4
-    """Processed batches whose outputs may be in flight before the worker waits for Kafka."""
+    records_in_flight: int = 50_000
+    """Output records handed to Kafka and not yet stored, at most, before the worker waits."""
     eta_enabled: bool = True
     """False: no ETA estimates or lane learning (to measure what they cost)."""
 
@@ -161,7 +161,7 @@ class Settings:
             "SINK_MAX_PENDING_BATCHES": "sink_max_pending_batches",
             "STATE_CACHE_SIZE": "state_cache_size",
             "MAX_BATCH_RECORDS": "max_batch_records",
-            "BATCHES_IN_FLIGHT": "batches_in_flight",
+            "RECORDS_IN_FLIGHT": "records_in_flight",
         }
         floats = {
             "STUCK_AFTER_HOURS": "stuck_after_hours",

@@ -53,11 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _human(result: dict) -> str:
     keys = (
         "events", "parcels", "produce_events_per_s", "raw_events_per_s", "pipeline_events_per_s",
-        "ratio", "status_latency_ms_p50", "status_latency_ms_p99", "clickhouse_visible_ms_p99",
-        "clickhouse_visible_s", "sink_rows_per_s", "replay_events_per_s", "fold_events_per_s",
+        "ratio", "status_latency_ms_p50", "status_latency_ms_p99",
+        "status_latency_with_sink_ms_p99", "clickhouse_visible_ms_p99", "clickhouse_visible_s",
+        "sink_rows_per_s", "replay_events_per_s", "fold_events_per_s",
         "fold_shuffled_events_per_s", "latency_plot",
     )  # fmt: skip
-    lines = [f"{key:>28}: {result.get(key)}" for key in keys]
+    lines = [f"{key:>32}: {result.get(key)}" for key in keys]
     lines.append("goals:")
     for key, goal in result["goals"].items():
         verdict = {True: "met", False: "NOT met", None: "not measured"}[goal["met"]]
