@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "follow": ("follow", "print parcel status changes as they happen"),
     "clickhouse": ("clickhouse", "manage the ClickHouse schema (init, migrations)"),
     "query": ("query", "run a read-only SQL query against the tracking database"),
+    "verify": ("verify", "reconcile inputs, offsets, dead letters, statuses and ClickHouse"),
 }
 
 

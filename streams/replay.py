@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -58,6 +58,8 @@ class ReplayResult:
     """Invalid, key mismatch, conflict or over cap: what the worker dead-letters."""
     dead_reasons: dict[str, int] = field(default_factory=dict)
     end_offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    dead_offsets: dict[tuple[str, int], set[int]] = field(default_factory=dict)
+    """(topic, partition) -> offsets of the records the worker dead-letters."""
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
 
@@ -81,11 +83,13 @@ class ReplayFold:
         self.applied = 0
         self.duplicates = 0
         self.dead_reasons: dict[str, int] = {}
+        self.dead_offsets: dict[tuple[int, int], set[int]] = {}
+        """(topic index, partition) -> offsets of the records the worker dead-letters."""
 
     def _dead(self, kind: str) -> None:
         self.dead_reasons[kind] = self.dead_reasons.get(kind, 0) + 1
 
-    def feed(self, items: Iterable[Item]) -> None:
+    def feed(self, items: Iterable[Item], partition: int = -1) -> None:
         """Fold records in replay order through the processing core, one batch per call."""
         states = self.states
         empty = core.Stored(None)
@@ -97,14 +101,21 @@ class ReplayFold:
         batch = core.Batch()
         run: list[core.Record] = []
         run_topic = -1
+
+        def fold(run: list[core.Record], topic: int) -> None:
+            seen = len(batch.dead_letters)
+            core.process(run, topic, load, avro.decode_event, self.rules, into=batch)
+            for dead in batch.dead_letters[seen:]:
+                self.dead_offsets.setdefault((topic, partition), set()).add(dead.record.offset)
+
         for _ts, topic, offset, key, value in items:
             if topic != run_topic and run:
-                core.process(run, run_topic, load, avro.decode_event, self.rules, into=batch)
+                fold(run, run_topic)
                 run = []
             run_topic = topic
             run.append(core.Record(key, value, offset))
         if run:
-            core.process(run, run_topic, load, avro.decode_event, self.rules, into=batch)
+            fold(run, run_topic)
         for key, change in batch.changes.items():
             state = change.stored.state
             if state is not None:
@@ -216,9 +227,16 @@ def make_consumer(bootstrap: str, *, client_id: str = "trackbone-replay") -> AIO
 
 
 async def replay(
-    settings: Settings, bootstrap: str, *, topics: Sequence[str] | None = None
+    settings: Settings,
+    bootstrap: str,
+    *,
+    topics: Sequence[str] | None = None,
+    until: Mapping[tuple[str, int], int] | None = None,
 ) -> ReplayResult:
-    """Rebuild all parcel state from the input topics up to their end offsets at start."""
+    """Rebuild all parcel state from the input topics up to their end offsets at start.
+
+    ``until`` stops a partition earlier (e.g. at a group's committed offsets).
+    """
     names = list(topics) if topics is not None else list(settings.topics.inputs)
     index = {name: i for i, name in enumerate(names)}
     collecting = gc.isenabled()
@@ -228,6 +246,10 @@ async def replay(
         partitions = await _input_partitions(consumer, names)
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
+        if until is not None:
+            ends = {
+                tp: min(end, until.get((tp.topic, tp.partition), end)) for tp, end in ends.items()
+            }
         begins = await consumer.beginning_offsets(partitions)
         started, cpu_started = time.perf_counter(), time.process_time()
         folder = ReplayFold(settings.max_events_per_parcel)
@@ -245,8 +267,8 @@ async def replay(
                 active.add(tp)
         await consumer.seek_to_beginning(*partitions)
         consumer.pause(*(tp for tp in partitions if tp not in active))
-        for merge in merges.values():
-            folder.feed(merge.release())
+        for partition, merge in merges.items():
+            folder.feed(merge.release(), partition)
         while active:
             batch = await consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
             touched: set[int] = set()
@@ -272,9 +294,9 @@ async def replay(
                         active.discard(tp)
                         consumer.pause(tp)
             for partition in sorted(touched):
-                folder.feed(merges[partition].release())
+                folder.feed(merges[partition].release(), partition)
         for partition in sorted(merges):
-            folder.feed(merges[partition].release())
+            folder.feed(merges[partition].release(), partition)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         if collecting:
@@ -290,6 +312,10 @@ async def replay(
         duplicates=folder.duplicates,
         dead=folder.dead,
         dead_reasons=dict(folder.dead_reasons),
+        dead_offsets={
+            (names[topic], partition): offsets
+            for (topic, partition), offsets in folder.dead_offsets.items()
+        },
         end_offsets=end_offsets,
         elapsed_s=elapsed,
         cpu_s=cpu,
