@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streams.errors import BadKafkaAddressError, BrokerNotRunningError, LocalBrokerError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ MAIN_CLASS = "kafka.Kafka"
 T = TypeVar("T")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(LocalBrokerError, RuntimeError):
     """The local broker could not be fetched, formatted, started or stopped."""
 
 
-class BrokerNotRunning(BrokerError):
+class BrokerNotRunning(BrokerError, BrokerNotRunningError):
     """No bootstrap configured and no local broker running."""
+
+    exit_code = BrokerNotRunningError.exit_code
 
 
 def log4j_version_for(kafka_version: str) -> str:
@@ -561,10 +564,22 @@ class _PortTaken(BrokerError):
     """A port chosen as free was taken before the broker bound it."""
 
 
+def check_bootstrap(address: str) -> str:
+    """Return the address if it is ``host:port[,host:port...]``, else say what is wrong."""
+    for entry in address.split(","):
+        host, sep, port = entry.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadKafkaAddressError(
+                f"bad Kafka address {address!r}: expected host:port[,host:port...]"
+                " (--bootstrap / TRACKBONE_KAFKA_BOOTSTRAP), e.g. 127.0.0.1:9092"
+            )
+    return address
+
+
 def resolve_bootstrap(settings: Settings) -> str:
     """Return the configured bootstrap servers, else the running local broker's address."""
     if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
+        return check_bootstrap(settings.kafka_bootstrap)
     state = LocalBroker(settings).status()
     if state is None:
         raise BrokerNotRunning(

@@ -133,8 +133,8 @@ async def test_produce_roundtrips_avro_events_keyed_by_parcel(
     out, err = capsys.readouterr()
 
     assert code == 0, err
-    total = len(events) + len(bad_lines)
-    assert f"sent {len(events)}, rejected {len(bad_lines)} (of {total} lines)" in out
+    total = len(events) + len(bad_lines) + 1  # and one blank line
+    assert f"sent {len(events)}, rejected {len(bad_lines)} (of {total} lines read)" in out
     assert kafka_bootstrap in out
     reported = [line for line in err.splitlines() if line.startswith("line ")]
     assert len(reported) == len(bad_lines), err
@@ -143,6 +143,9 @@ async def test_produce_roundtrips_avro_events_keyed_by_parcel(
             number,
             err,
         )
+    # `trackbone fold` counts the lines of the same file the same way
+    assert main(["fold", "--input", str(path)]) == 0
+    assert f"trackbone fold: {total} lines read" in capsys.readouterr().err
 
     topics = Topics(prefix)
     records = await consume(kafka_bootstrap, list(topics.inputs), expected=len(events))
