@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -163,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     modules = command_modules()
     chosen = next((a for a in args_list if a in modules), None)
     name = f"trackbone {chosen}" if chosen else "trackbone"
+    if not debug:
+        # aiokafka logs every failed connection attempt on its own; the failure is
+        # reported once, below. Services (worker, sink) set their own log levels.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         parser = build_parser(only=chosen or "__none__")
         if chosen:

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # the service logs what it meets
     bootstrap = resolve_bootstrap(settings)
     asyncio.run(_serve(settings, bootstrap))
     return 0
