@@ -66,9 +66,27 @@ def on_time_by_lane(
         plt.Rectangle((0, 0), 1, 1, color=DOMESTIC_COLOUR),
         plt.Rectangle((0, 0), 1, 1, color=INTERNATIONAL_COLOUR),
     ]
-    ax.legend(handles, ["domestic (24 h)", "international (72 h)"], loc="lower right", fontsize=8)
+    ax.legend(handles, promise_labels(lanes), loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def promise_labels(lanes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Legend entries per scope with the promises its parcels really had (e.g. 12-48 h).
+
+    Rows may carry ``promise_min``/``promise_max`` (hours); without them only the scope.
+    """
+    labels = []
+    for scope in ("domestic", "international"):
+        rows = [r for r in lanes if r["scope"] == scope and r.get("promise_min") is not None]
+        if not rows:
+            labels.append(scope)
+            continue
+        low = min(float(r["promise_min"]) for r in rows)
+        high = max(float(r["promise_max"]) for r in rows)
+        span = f"{low:.0f} h" if round(low) == round(high) else f"{low:.0f}-{high:.0f} h"
+        labels.append(f"{scope} (promises {span}; each parcel against its own)")
+    return labels
 
 
 def transit_distributions(bins: Sequence[Mapping[str, Any]], path: Path) -> Path:

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from load.charts import promise_labels
+
+
+def test_promise_legend_states_the_promises_parcels_had() -> None:
+    lanes = [
+        {"scope": "domestic", "promise_min": 12.0, "promise_max": 24.0},
+        {"scope": "domestic", "promise_min": 24.0, "promise_max": 48.0},
+        {"scope": "international", "promise_min": 72.0, "promise_max": 168.0},
+    ]
+    assert promise_labels(lanes) == [
+        "domestic (promises 12-48 h; each parcel against its own)",
+        "international (promises 72-168 h; each parcel against its own)",
+    ]
+    assert promise_labels([{"scope": "domestic", "promise_min": 24, "promise_max": 24}])[0] == (
+        "domestic (promises 24 h; each parcel against its own)"
+    )
+    assert promise_labels([]) == ["domestic", "international"]
