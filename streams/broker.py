@@ -358,8 +358,20 @@ class LocalBroker:
                 if not self._wait_exit(pid, 10.0):
                     raise BrokerError(f"broker pid {pid} survived SIGKILL")
             self._adopt_cds_dump(state.get("cds_dump"), complete=clean)
+            self._await_ports_released(state.get("ports") or {})
             self.state_file.unlink(missing_ok=True)
             return True
+
+    def _await_ports_released(self, ports: dict[str, int], timeout_s: float = 10.0) -> None:
+        """Return once nothing listens on the broker's ports: it has exited for its clients too.
+
+        (A broker whose parent is gone may linger as a zombie until init reaps it: it has
+        exited and holds no sockets, but ``ps`` still lists it as ``<defunct>``.)
+        """
+        deadline = time.monotonic() + timeout_s
+        for port in ports.values():
+            while not port_is_free(int(port)) and time.monotonic() < deadline:
+                time.sleep(0.05)  # poll interval, not a synchronisation
 
     # internals --------------------------------------------------------------------------
 
