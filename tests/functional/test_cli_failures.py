@@ -127,3 +127,17 @@ def test_debug_shows_the_traceback(data_dir: Path) -> None:
     done = trackbone("follow", "--bootstrap", "nonsense", "--debug", data_dir=data_dir)
     assert done.returncode == errors.BadKafkaAddressError.exit_code
     assert "Traceback" in done.stderr and "BadKafkaAddressError" in done.stderr
+
+
+def test_query_list_shows_whole_descriptions(data_dir: Path) -> None:
+    from streams.commands.query import named_queries, query_header
+
+    done = trackbone("query", "--list", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    flat = " ".join(done.stdout.split())
+    for name, sql in named_queries().items():
+        header = query_header(sql)
+        assert f"{name} {header.description}" in flat  # never cut mid-sentence
+        assert header.description.endswith((".", ")"))
+        for param in header.params:
+            assert f"--param {param}=" in flat
