@@ -159,14 +159,18 @@ def throughput(
     *,
     smooth_s: float = 2.0,
     lag_goal_s: float = 2.0,
+    sink_lag: Sequence[tuple[float, int]] = (),
 ) -> Path:
-    """Events per second produced and consumed (top) and the worker's lag in seconds (bottom).
+    """Events/s produced and consumed, the worker's lag (s), and ClickHouse's own lag.
 
     Samples: (seconds since the start, produced, worker events in), cumulative; rates
-    are differences over a ``smooth_s`` window.
+    are differences over a ``smooth_s`` window. ``sink_lag``: (seconds, output records the
+    sink has yet to read), drawn on a panel of its own: records are not events.
     """
     plt = _pyplot()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    panels = 3 if sink_lag else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 3.3 * panels), sharex=True)
+    top, bottom = axes[0], axes[1]
     for index, label, colour in (
         (1, "events produced to Kafka", "#264653"),
         (2, "events consumed by the worker", "#e76f51"),
@@ -187,6 +191,16 @@ def throughput(
     bottom.legend(fontsize=8)
     bottom.grid(alpha=0.3)
     bottom.set_ylim(bottom=0, top=max([lag_goal_s * 1.5, *lags]))
+    if sink_lag:
+        fresh = axes[2]
+        fresh.plot([t for t, _ in sink_lag], [n for _, n in sink_lag], color="#2a9d8f")
+        fresh.set_ylabel("records")
+        fresh.set_title(
+            "ClickHouse freshness: worker output records the sink has not stored yet", fontsize=9
+        )
+        fresh.grid(alpha=0.3)
+        fresh.set_ylim(bottom=0)
+    axes[-1].set_xlabel("seconds since production started")
     return _save(fig, path)
 
 

@@ -120,6 +120,12 @@ class Pipeline:
     def sink_rows(self) -> int:
         return self.sink.sink_rows()
 
+    def sink_progress(self) -> tuple[int, int]:
+        """Rows the sink wrote and output records it has yet to read (one /metrics call)."""
+        metrics = self.sink.metrics()
+        lag = sum(v for k, v in metrics.items() if k.startswith("trackbone_sink_consumer_lag{"))
+        return int(metrics.get("trackbone_sink_rows_total", 0)), int(lag)
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.sink.query(sql, params)
 
@@ -139,6 +145,8 @@ class Sample:
     dead_lettered: int
     statuses: int
     sink_rows: int
+    sink_lag: int = 0
+    """Worker output records the sink has not read yet: how far ClickHouse is behind."""
 
 
 @dataclass(slots=True)
@@ -245,7 +253,9 @@ class StatusOffsets:
         return int(sum(ends.values()))
 
 
-def take_sample(client: Pipeline, progress: Progress, statuses: int, sink_rows: int) -> Sample:
+def take_sample(
+    client: Pipeline, progress: Progress, statuses: int, sink_rows: int, sink_lag: int = 0
+) -> Sample:
     metrics = client.metrics()
     return Sample(
         t=time.monotonic() - progress.started,
@@ -256,6 +266,7 @@ def take_sample(client: Pipeline, progress: Progress, statuses: int, sink_rows: 
         dead_lettered=int(metrics.get("trackbone_events_dead_lettered_total", 0)),
         statuses=statuses,
         sink_rows=sink_rows,
+        sink_lag=sink_lag,
     )
 
 
@@ -310,7 +321,7 @@ async def monitor(
     stop: asyncio.Event,
 ) -> None:
     """Sample the pipeline every SAMPLE_EVERY_S until ``stop`` is set."""
-    sink_rows = 0
+    sink_rows = sink_lag = 0
     last_stats = -math.inf
     while True:
         try:
@@ -318,8 +329,10 @@ async def monitor(
             if time.monotonic() - last_stats >= STATS_EVERY_S or stop.is_set():
                 # a second process to ask: less often than the worker
                 last_stats = time.monotonic()
-                sink_rows = await asyncio.to_thread(client.sink_rows)
-            sample = await asyncio.to_thread(take_sample, client, progress, statuses, sink_rows)
+                sink_rows, sink_lag = await asyncio.to_thread(client.sink_progress)
+            sample = await asyncio.to_thread(
+                take_sample, client, progress, statuses, sink_rows, sink_lag
+            )
         except (OSError, DemoError):
             sample = None  # a slow answer while the worker is busy: skip this sample
         if sample is not None:
@@ -1245,6 +1258,7 @@ class Demo:
             charts.throughput(
                 [(s.t, s.produced, s.events_in) for s in self.samples],
                 out_dir / "throughput.png",
+                sink_lag=[(s.t, s.sink_lag) for s in self.samples],
             ),
         ]
         print(section("Charts"), file=self.out)

@@ -17,3 +17,16 @@ def test_promise_legend_states_the_promises_parcels_had() -> None:
         "domestic (promises 24 h; each parcel against its own)"
     )
     assert promise_labels([]) == ["domestic", "international"]
+
+
+def test_throughput_draws_clickhouse_freshness_on_its_own_panel(tmp_path) -> None:
+    import matplotlib.image
+
+    from load.charts import throughput
+
+    samples = [(t / 4, int(t * 100), int(t * 90)) for t in range(40)]
+    two = throughput(samples, tmp_path / "two.png")
+    three = throughput(
+        samples, tmp_path / "three.png", sink_lag=[(t / 4, t % 7) for t in range(40)]
+    )
+    assert matplotlib.image.imread(three).shape[0] > matplotlib.image.imread(two).shape[0]
