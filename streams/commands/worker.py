@@ -143,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         worker = Worker(
             tb.app, loglevel=args.loglevel, quiet=True, logging_config=plain_logging(level)
         )
+        if not sys.stdout.isatty():
+            # Faust's start-up spinner writes cursor and backspace codes even into a file.
+            worker.spinner = None
         worker.execute_from_commandline()
     finally:
         marker.unlink(missing_ok=True)
