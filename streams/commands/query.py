@@ -74,13 +74,16 @@ class QueryHeader:
     description: str
     params: dict[str, str]
     if_empty: str | None
+    """An empty result means "not found": this message, exit code 9."""
+    note_if_empty: str | None = None
+    """An empty result is an answer: printed, then this note on stderr, exit code 0."""
 
 
 def query_header(sql: str) -> QueryHeader:
     """Parse the leading ``--`` lines: prose, ``param NAME: doc`` and ``if empty: message``."""
     prose: list[str] = []
     params: dict[str, str] = {}
-    if_empty = None
+    if_empty = note_if_empty = None
     for raw in sql.strip().splitlines():
         if not raw.startswith("--"):
             break
@@ -90,9 +93,11 @@ def query_header(sql: str) -> QueryHeader:
             params[name.strip()] = doc.strip()
         elif line.startswith("if empty:"):
             if_empty = line.removeprefix("if empty:").strip()
+        elif line.startswith("note if empty:"):
+            note_if_empty = line.removeprefix("note if empty:").strip()
         else:
             prose.append(line)
-    return QueryHeader(" ".join(prose), params, if_empty)
+    return QueryHeader(" ".join(prose), params, if_empty, note_if_empty)
 
 
 def placeholders(sql: str) -> list[str]:
@@ -200,6 +205,8 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
         writer = csv.writer(out)
         writer.writerow(columns)
         writer.writerows([["" if v is None else _cell(v) for v in row] for row in rows])
+    elif not columns:  # an empty result may come without its columns: no blank header
+        out.write("(0 rows)\n")
     else:
         cells = [[_cell(v) for v in row] for row in rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -314,7 +321,12 @@ def run(args: argparse.Namespace) -> int:
     except ReadOnlyViolation as exc:
         raise UsageError(f"refused: {exc}") from None
     header = query_header(sql)
+    shown = dict(params)
+    if AS_OF in shown:
+        shown[AS_OF] = format_time(shown[AS_OF])
     if not result["rows"] and header.if_empty:
-        raise NotFoundError(header.if_empty.format(**params))
+        raise NotFoundError(header.if_empty.format(**shown))
     print_result(result, args.format)
+    if not result["rows"] and header.note_if_empty:
+        print(f"trackbone query: {header.note_if_empty.format(**shown)}", file=sys.stderr)
     return 0

@@ -1,6 +1,7 @@
 -- SLA per lane and service over the 7 days of deliveries up to the as-of time (each row
 -- states the window used), worst on-time share first.
 -- param as_of: RFC 3339 time, epoch millis or "now" (default: stream time, the latest event time in the data)
+-- note if empty: no deliveries in the 7 days up to {as_of}; --param as_of=TIME looks at an earlier week
 SELECT
     fromUnixTimestamp64Milli({as_of:Int64}, 'UTC') - INTERVAL 7 DAY AS window_start,
     fromUnixTimestamp64Milli({as_of:Int64}, 'UTC') AS as_of,

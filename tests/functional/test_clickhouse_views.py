@@ -296,3 +296,20 @@ def test_where_is_my_parcel_named_query(
     # a missing parameter is a usage error that names it
     assert main(argv[:-4]) == 2
     assert "--param parcel_id=VALUE" in capsys.readouterr().err
+
+
+def test_sla_window_is_as_of_and_an_empty_one_says_so(
+    ch: ClickHouseTest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_states(ch, [delivered("D1", 20, 24)])
+    late = T0 + 30 * DAY  # the feed runs on (returns, stragglers) long after the deliveries
+    put_events(ch, [event_row(scan("D1", "s1", late, Scan.PICKED_UP), version=1, deleted=False)])
+    base = ["query", "--dsn", chdb_url(), "--database", ch.database, "--named", "sla_last_7_days"]
+    assert main(base) == 0
+    out, err = capsys.readouterr()
+    assert out == "(0 rows)\n"
+    assert "no deliveries in the 7 days up to 2026-12-11T00:00:00.000Z" in err
+    assert main([*base, "--param", "as_of=2026-11-12T00:00:00Z", "--format", "json"]) == 0
+    (row,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert row["delivered"] == 1 and row["on_time_share"] == 1.0
+    assert row["window_start"].startswith("2026-11-05") and row["as_of"].startswith("2026-11-12")

@@ -30,3 +30,19 @@ def test_throughput_draws_clickhouse_freshness_on_its_own_panel(tmp_path) -> Non
         samples, tmp_path / "three.png", sink_lag=[(t / 4, t % 7) for t in range(40)]
     )
     assert matplotlib.image.imread(three).shape[0] > matplotlib.image.imread(two).shape[0]
+
+
+def test_demo_prints_commands_runnable_as_called(tmp_path, monkeypatch) -> None:
+    import sys
+
+    from load.demo import cli_prefix
+
+    script = tmp_path / "bin" / "trackbone"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert cli_prefix(str(script)) == str(script)  # not on PATH: the path as called
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert cli_prefix(str(script)) == "trackbone"
+    assert cli_prefix("/somewhere/streams/cli.py") == f"{sys.executable} -m streams.cli"
