@@ -14,7 +14,6 @@ from typing import Any
 DOMESTIC_COLOUR = "#2a9d8f"
 INTERNATIONAL_COLOUR = "#e76f51"
 SERVICE_COLOURS = {"EXPRESS": "#e63946", "STANDARD": "#457b9d", "ECONOMY": "#8d99ae"}
-PROMISE_HOURS = {"domestic": 24, "international": 72}
 
 
 def _pyplot() -> Any:
@@ -89,11 +88,16 @@ def promise_labels(lanes: Sequence[Mapping[str, Any]]) -> list[str]:
     return labels
 
 
-def transit_distributions(bins: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def transit_distributions(
+    bins: Sequence[Mapping[str, Any]],
+    path: Path,
+    promises: Mapping[tuple[str, str], float] | None = None,
+) -> Path:
     """Transit-time histograms, one panel per scope, one step line per service.
 
-    Rows: ``scope``, ``service``, ``bin`` (lower edge, hours), ``parcels``; the promise
-    of each scope is drawn as a dashed line.
+    Rows: ``scope``, ``service``, ``bin`` (lower edge, hours), ``parcels``. ``promises``:
+    (scope, service) -> the parcels' median promise in hours, drawn as a dashed line in
+    the service's colour (promises differ by service and lane, 12-168 h).
     """
     plt = _pyplot()
     scopes = [s for s in ("domestic", "international") if any(r["scope"] == s for r in bins)]
@@ -116,10 +120,18 @@ def transit_distributions(bins: Sequence[Mapping[str, Any]], path: Path) -> Path
             total = sum(counts)
             ax.stairs(counts, edges, color=colour, linewidth=1.8, label=f"{service} ({total:,})")
             ax.stairs(counts, edges, color=colour, alpha=0.15, fill=True)
-        promise = PROMISE_HOURS.get(scope)
-        if promise is not None:
-            ax.axvline(promise, color="black", linestyle="--", linewidth=1)
-            ax.text(promise, ax.get_ylim()[1] * 0.95, f" promise {promise} h", fontsize=8)
+        for service, colour in SERVICE_COLOURS.items():
+            promise = (promises or {}).get((scope, service))
+            if promise is not None:
+                ax.axvline(float(promise), color=colour, linestyle="--", linewidth=1)
+                ax.text(
+                    float(promise),
+                    ax.get_ylim()[1] * 0.95,
+                    f" {service.lower()} promise {float(promise):.0f} h",
+                    fontsize=7,
+                    rotation=90,
+                    va="top",
+                )
         ax.set_title(f"{scope}: registration to delivery")
         ax.set_xlabel("transit time (hours)")
         ax.set_ylabel("parcels")

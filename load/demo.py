@@ -1275,7 +1275,15 @@ class Demo:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.charts = [
             charts.on_time_by_lane(report.lanes, out_dir / "on_time_by_lane.png"),
-            charts.transit_distributions(report.transit_bins, out_dir / "transit_times.png"),
+            charts.transit_distributions(
+                report.transit_bins,
+                out_dir / "transit_times.png",
+                {
+                    (r["scope"], r["service"]): r["promise_hours"]
+                    for r in report.scopes
+                    if r["service"] and r["promise_hours"] is not None
+                },
+            ),
             charts.throughput(
                 [(s.t, s.produced, s.events_in) for s in self.samples],
                 out_dir / "throughput.png",

@@ -46,3 +46,17 @@ def test_demo_prints_commands_runnable_as_called(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(script.parent))
     assert cli_prefix(str(script)) == "trackbone"
     assert cli_prefix("/somewhere/streams/cli.py") == f"{sys.executable} -m streams.cli"
+
+
+def test_transit_chart_draws_each_services_own_promise(tmp_path) -> None:
+    from load.charts import transit_distributions
+
+    bins = [
+        {"scope": scope, "service": service, "bin": float(b), "parcels": 10 + b}
+        for scope in ("domestic", "international")
+        for service in ("EXPRESS", "STANDARD")
+        for b in range(0, 120, 4)
+    ]
+    promises = {("domestic", "EXPRESS"): 12.0, ("international", "STANDARD"): 96.0}
+    path = transit_distributions(bins, tmp_path / "t.png", promises)
+    assert path.read_bytes()[:4] == b"\x89PNG"
