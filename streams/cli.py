@@ -84,6 +84,8 @@ class CommandParser(argparse.ArgumentParser):
 
     def unknown_first(self, parser: argparse.ArgumentParser, argv: list[str]) -> None:
         """Raise for unrecognised arguments as if the required ones were all given."""
+        if "-h" in argv or "--help" in argv:
+            return  # the real parse prints the help, with required arguments shown so
         for action in self.required_actions:
             action.required = False
         try:

@@ -141,3 +141,9 @@ def test_query_list_shows_whole_descriptions(data_dir: Path) -> None:
         assert header.description.endswith((".", ")"))
         for param in header.params:
             assert f"--param {param}=" in flat
+
+
+def test_help_shows_required_arguments_as_required(data_dir: Path) -> None:
+    done = trackbone("fold", "--help", data_dir=data_dir)
+    assert done.returncode == 0
+    assert "--input FILE.jsonl" in done.stdout and "[--input" not in done.stdout
