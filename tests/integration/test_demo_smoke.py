@@ -110,6 +110,10 @@ def test_demo_runs_end_to_end_and_reports_from_the_outputs(
         outputs[argv[argv.index("--named") + 1]] = [json.loads(x) for x in ran.stdout.splitlines()]
     # the same parcel is late by the same hours in the report and in the query
     late_section = report.split("at the end of the feed", 1)[1].split("==", 1)[0]
+    count = int(
+        re.search(r"([0-9,]+) parcels past their promise", late_section)[1].replace(",", "")
+    )
+    assert count == len(outputs["late_now"])  # as many late parcels, as of the same time
     for row in outputs["late_now"][:5]:
         assert f"{row['hours_late']:.1f} h" in late_section and row["parcel_id"] in late_section
     # and the SLA table's top lane has the query's figures
