@@ -84,6 +84,9 @@ def test_demo_runs_end_to_end_and_reports_from_the_outputs(
     assert "worker: stopped (exit code 0)" in done.stderr
     assert "sink: stopped (exit code 0)" in done.stderr
     assert "deleted this run's" in done.stderr
+    # the worker's log: plain lines, no timer noise
+    worker_log = (tmp_path / "data" / "demo" / "worker" / "worker.log").read_text()
+    assert "\x1b[" not in worker_log and "is overlapping" not in worker_log
     # progress lines keep the demo's clock: their seconds never go back
     clock = [float(m) for m in re.findall(r"^\[\s*([0-9.]+) s\]", done.stderr, re.M)]
     assert len(clock) > 3 and clock == sorted(clock), clock
