@@ -389,6 +389,8 @@ async def await_statuses(
                 if rec is None or checked.get(key) is rec:
                     continue
                 checked[key] = rec
+                if rec.value is None:  # a tombstone: the parcel was removed
+                    continue
                 if _comparable(decode_status(rec.value)) == expected[key.decode()]:
                     wrong.discard(key)
             if not wrong:

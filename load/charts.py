@@ -14,7 +14,6 @@ from typing import Any
 DOMESTIC_COLOUR = "#2a9d8f"
 INTERNATIONAL_COLOUR = "#e76f51"
 SERVICE_COLOURS = {"EXPRESS": "#e63946", "STANDARD": "#457b9d", "ECONOMY": "#8d99ae"}
-PROMISE_HOURS = {"domestic": 24, "international": 72}
 
 
 def _pyplot() -> Any:
@@ -66,16 +65,39 @@ def on_time_by_lane(
         plt.Rectangle((0, 0), 1, 1, color=DOMESTIC_COLOUR),
         plt.Rectangle((0, 0), 1, 1, color=INTERNATIONAL_COLOUR),
     ]
-    ax.legend(handles, ["domestic (24 h)", "international (72 h)"], loc="lower right", fontsize=8)
+    ax.legend(handles, promise_labels(lanes), loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 
-def transit_distributions(bins: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def promise_labels(lanes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Legend entries per scope with the promises its parcels really had (e.g. 12-48 h).
+
+    Rows may carry ``promise_min``/``promise_max`` (hours); without them only the scope.
+    """
+    labels = []
+    for scope in ("domestic", "international"):
+        rows = [r for r in lanes if r["scope"] == scope and r.get("promise_min") is not None]
+        if not rows:
+            labels.append(scope)
+            continue
+        low = min(float(r["promise_min"]) for r in rows)
+        high = max(float(r["promise_max"]) for r in rows)
+        span = f"{low:.0f} h" if round(low) == round(high) else f"{low:.0f}-{high:.0f} h"
+        labels.append(f"{scope} (promises {span}; each parcel against its own)")
+    return labels
+
+
+def transit_distributions(
+    bins: Sequence[Mapping[str, Any]],
+    path: Path,
+    promises: Mapping[tuple[str, str], float] | None = None,
+) -> Path:
     """Transit-time histograms, one panel per scope, one step line per service.
 
-    Rows: ``scope``, ``service``, ``bin`` (lower edge, hours), ``parcels``; the promise
-    of each scope is drawn as a dashed line.
+    Rows: ``scope``, ``service``, ``bin`` (lower edge, hours), ``parcels``. ``promises``:
+    (scope, service) -> the parcels' median promise in hours, drawn as a dashed line in
+    the service's colour (promises differ by service and lane, 12-168 h).
     """
     plt = _pyplot()
     scopes = [s for s in ("domestic", "international") if any(r["scope"] == s for r in bins)]
@@ -98,10 +120,18 @@ def transit_distributions(bins: Sequence[Mapping[str, Any]], path: Path) -> Path
             total = sum(counts)
             ax.stairs(counts, edges, color=colour, linewidth=1.8, label=f"{service} ({total:,})")
             ax.stairs(counts, edges, color=colour, alpha=0.15, fill=True)
-        promise = PROMISE_HOURS.get(scope)
-        if promise is not None:
-            ax.axvline(promise, color="black", linestyle="--", linewidth=1)
-            ax.text(promise, ax.get_ylim()[1] * 0.95, f" promise {promise} h", fontsize=8)
+        for service, colour in SERVICE_COLOURS.items():
+            promise = (promises or {}).get((scope, service))
+            if promise is not None:
+                ax.axvline(float(promise), color=colour, linestyle="--", linewidth=1)
+                ax.text(
+                    float(promise),
+                    ax.get_ylim()[1] * 0.95,
+                    f" {service.lower()} promise {float(promise):.0f} h",
+                    fontsize=7,
+                    rotation=90,
+                    va="top",
+                )
         ax.set_title(f"{scope}: registration to delivery")
         ax.set_xlabel("transit time (hours)")
         ax.set_ylabel("parcels")
@@ -141,14 +171,18 @@ def throughput(
     *,
     smooth_s: float = 2.0,
     lag_goal_s: float = 2.0,
+    sink_lag: Sequence[tuple[float, int]] = (),
 ) -> Path:
-    """Events per second produced and consumed (top) and the worker's lag in seconds (bottom).
+    """Events/s produced and consumed, the worker's lag (s), and ClickHouse's own lag.
 
     Samples: (seconds since the start, produced, worker events in), cumulative; rates
-    are differences over a ``smooth_s`` window.
+    are differences over a ``smooth_s`` window. ``sink_lag``: (seconds, output records the
+    sink has yet to read), drawn on a panel of its own: records are not events.
     """
     plt = _pyplot()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    panels = 3 if sink_lag else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 3.3 * panels), sharex=True)
+    top, bottom = axes[0], axes[1]
     for index, label, colour in (
         (1, "events produced to Kafka", "#264653"),
         (2, "events consumed by the worker", "#e76f51"),
@@ -169,6 +203,16 @@ def throughput(
     bottom.legend(fontsize=8)
     bottom.grid(alpha=0.3)
     bottom.set_ylim(bottom=0, top=max([lag_goal_s * 1.5, *lags]))
+    if sink_lag:
+        fresh = axes[2]
+        fresh.plot([t for t, _ in sink_lag], [n for _, n in sink_lag], color="#2a9d8f")
+        fresh.set_ylabel("records")
+        fresh.set_title(
+            "ClickHouse freshness: worker output records the sink has not stored yet", fontsize=9
+        )
+        fresh.grid(alpha=0.3)
+        fresh.set_ylim(bottom=0)
+    axes[-1].set_xlabel("seconds since production started")
     return _save(fig, path)
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -40,7 +41,7 @@ from load.worker_process import (
     WorkerProcess,
     worker_env,
 )
-from projections.jsonform import parse_time
+from projections.jsonform import format_time, parse_time
 from projections.milestones import CUSTOMS_MILESTONE, FORWARD_RANK, SCAN_MILESTONE, Milestone
 from streams.settings import Settings
 
@@ -119,6 +120,12 @@ class Pipeline:
     def sink_rows(self) -> int:
         return self.sink.sink_rows()
 
+    def sink_progress(self) -> tuple[int, int]:
+        """Rows the sink wrote and output records it has yet to read (one /metrics call)."""
+        metrics = self.sink.metrics()
+        lag = sum(v for k, v in metrics.items() if k.startswith("trackbone_sink_consumer_lag{"))
+        return int(metrics.get("trackbone_sink_rows_total", 0)), int(lag)
+
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.sink.query(sql, params)
 
@@ -138,6 +145,8 @@ class Sample:
     dead_lettered: int
     statuses: int
     sink_rows: int
+    sink_lag: int = 0
+    """Worker output records the sink has not read yet: how far ClickHouse is behind."""
 
 
 @dataclass(slots=True)
@@ -244,7 +253,9 @@ class StatusOffsets:
         return int(sum(ends.values()))
 
 
-def take_sample(client: Pipeline, progress: Progress, statuses: int, sink_rows: int) -> Sample:
+def take_sample(
+    client: Pipeline, progress: Progress, statuses: int, sink_rows: int, sink_lag: int = 0
+) -> Sample:
     metrics = client.metrics()
     return Sample(
         t=time.monotonic() - progress.started,
@@ -255,14 +266,17 @@ def take_sample(client: Pipeline, progress: Progress, statuses: int, sink_rows: 
         dead_lettered=int(metrics.get("trackbone_events_dead_lettered_total", 0)),
         statuses=statuses,
         sink_rows=sink_rows,
+        sink_lag=sink_lag,
     )
 
 
 class LiveLine:
     """One status line on stderr, rewritten in place on a terminal (else every few seconds)."""
 
-    def __init__(self, stream: TextIO, every_s: float = 5.0) -> None:
+    def __init__(self, stream: TextIO, every_s: float = 5.0, offset_s: float = 0.0) -> None:
         self.stream = stream
+        self.offset_s = offset_s
+        """Added to the samples' times: the lines share the clock of the demo's other lines."""
         self.tty = stream.isatty()
         self.every_s = every_s
         self._last_plain = -math.inf
@@ -289,7 +303,7 @@ class LiveLine:
             self.stream.flush()
         elif force or sample.t - self._last_plain >= self.every_s:
             self._last_plain = sample.t
-            self.stream.write(f"[{sample.t:6.1f} s] {text}\n")
+            self.stream.write(f"[{sample.t + self.offset_s:5.1f} s] {text}\n")
             self.stream.flush()
 
     def close(self) -> None:
@@ -307,7 +321,7 @@ async def monitor(
     stop: asyncio.Event,
 ) -> None:
     """Sample the pipeline every SAMPLE_EVERY_S until ``stop`` is set."""
-    sink_rows = 0
+    sink_rows = sink_lag = 0
     last_stats = -math.inf
     while True:
         try:
@@ -315,8 +329,10 @@ async def monitor(
             if time.monotonic() - last_stats >= STATS_EVERY_S or stop.is_set():
                 # a second process to ask: less often than the worker
                 last_stats = time.monotonic()
-                sink_rows = await asyncio.to_thread(client.sink_rows)
-            sample = await asyncio.to_thread(take_sample, client, progress, statuses, sink_rows)
+                sink_rows, sink_lag = await asyncio.to_thread(client.sink_progress)
+            sample = await asyncio.to_thread(
+                take_sample, client, progress, statuses, sink_rows, sink_lag
+            )
         except (OSError, DemoError):
             sample = None  # a slow answer while the worker is busy: skip this sample
         if sample is not None:
@@ -456,6 +472,8 @@ class Report:
     transit_bins: list[dict[str, Any]]
     sample_parcel: dict[str, Any] | None
     status_view: StatusTopicView
+    last_delivery: int | None = None
+    """Epoch millis of the latest delivery in ClickHouse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,37 +487,35 @@ class LateSnapshot:
     examples: list[dict[str, Any]]
 
 
-def late_snapshot(client: Pipeline) -> LateSnapshot:
-    """Ask ClickHouse which parcels are late *now*, where now is the stream time.
+def late_snapshot(client: Pipeline, as_of: int | None = None) -> LateSnapshot:
+    """Ask ClickHouse which parcels are late as of a time, by default the stream time.
 
-    The stream time (newest event time the worker has seen) rather than the wall
-    clock: a simulated Singles Day is not today, and it is what an operator watching
-    the feed would call now. (The ``parcels_late_now`` view uses the wall clock.)
+    The stream time (the latest event time in the data, ``STREAM_TIME_SQL``) rather than
+    the wall clock: a simulated Singles Day is not today. It is the default as-of of
+    `trackbone query --named late_now` too, so the report and the query agree; mid-run
+    the as-of is the worker's stream time at that moment.
     """
+    from streams.commands.query import STREAM_TIME_SQL
+
     events_in = int(client.metrics().get("trackbone_events_in_total", 0))
-    stream_time = client.stream_time()
-    late = {"now": stream_time or 0}
-    where = (
-        "FROM parcel_state FINAL WHERE delivered_at IS NULL AND milestone != 'RETURNED'"
-        " AND promised_at IS NOT NULL AND promised_at < fromUnixTimestamp64Milli({now:Int64})"
-    )
+    if as_of is None:
+        rows = client.query(STREAM_TIME_SQL)
+        as_of = int(rows[0]["ms"]) if rows and rows[0]["ms"] else 0
+    late = {"as_of": as_of}
+    source = "parcels_late_at(as_of = fromUnixTimestamp64Milli({as_of:Int64}, 'UTC'))"
     return LateSnapshot(
-        stream_time=stream_time,
+        stream_time=as_of,
         events_in=events_in,
-        count=int(client.query(f"SELECT count() AS n {where}", late)[0]["n"]),
+        count=int(client.query(f"SELECT count() AS n FROM {source}", late)[0]["n"]),
         by_milestone=client.query(
-            f"SELECT toString(milestone) AS milestone, count() AS parcels {where}"
+            f"SELECT toString(milestone) AS milestone, count() AS parcels FROM {source}"
             " GROUP BY milestone ORDER BY parcels DESC",
             late,
         ),
-        examples=client.query(
-            "SELECT parcel_id, toString(milestone) AS milestone,"
-            f" {LANE} AS lane, service, custodian,"
-            " dateDiff('millisecond', promised_at, fromUnixTimestamp64Milli({now:Int64}))"
-            " / 3600000.0 AS hours_late, last_event_time"
-            f" {where} ORDER BY hours_late DESC, parcel_id LIMIT 5",
-            late,
-        ),
+        examples=[
+            {**r, "lane": f"{r['origin_country']}->{r['destination_country']}"}
+            for r in client.query(named_query("late_now"), late)[:5]
+        ],
     )
 
 
@@ -518,6 +534,7 @@ def gather_report(
 ) -> Report:
     """Ask ClickHouse, the metrics and the tracking API for the report's numbers."""
     q = client.query
+    late_end = late_snapshot(client)
     return Report(
         metrics=client.metrics(),
         totals=clickhouse_totals(client),
@@ -525,18 +542,12 @@ def gather_report(
             "SELECT toString(milestone) AS milestone, count() AS parcels FROM parcel_state FINAL"
             " GROUP BY milestone ORDER BY parcels DESC"
         ),
-        sla=q(
-            f"SELECT {LANE} AS lane, service, count() AS delivered,"
-            " countIf(on_time) / count() AS on_time_share,"
-            f" median({PROMISE_H}) AS promise_hours,"
-            " quantileExactInclusive(0.5)(transit_hours) AS p50,"
-            " quantileExactInclusive(0.9)(transit_hours) AS p90"
-            " FROM deliveries GROUP BY lane, service ORDER BY delivered DESC, lane, service"
-        ),
+        sla=q(named_query("sla_by_lane"), {"as_of": late_end.stream_time or 0}),
         lanes=q(
             f"SELECT {LANE} AS lane, {SCOPE} AS scope, count() AS delivered,"
             " countIf(on_time) / count() AS on_time_share,"
-            " quantileExactInclusive(0.9)(transit_hours) AS p90"
+            " quantileExactInclusive(0.9)(transit_hours) AS p90,"
+            f" min({PROMISE_H}) AS promise_min, max({PROMISE_H}) AS promise_max"
             " FROM deliveries GROUP BY lane, scope ORDER BY delivered DESC, lane"
         ),
         scopes=q(
@@ -550,7 +561,7 @@ def gather_report(
         ),
         hubs=q(named_query("slowest_hubs")),
         customs=q(named_query("customs_delays")),
-        late_end=late_snapshot(client),
+        late_end=late_end,
         late_mid=late_mid,
         late_mid_note=late_mid_note,
         transit_bins=q(
@@ -561,6 +572,10 @@ def gather_report(
         ),
         sample_parcel=pick_sample_parcel(client),
         status_view=status_view,
+        last_delivery=(
+            q("SELECT toUnixTimestamp64Milli(max(delivered_at)) AS ms FROM deliveries")[0]["ms"]
+            or None
+        ),
     )
 
 
@@ -760,7 +775,7 @@ def format_parcel(parcel: Mapping[str, Any]) -> str:
 def format_late(snapshot: LateSnapshot, when: str) -> str:
     """One late-parcels snapshot: how many, at which milestone, the worst few."""
     out = [
-        f"  {when}: stream time {utc_time(snapshot.stream_time)},"
+        f"  {when}: as of {utc_time(snapshot.stream_time)} (stream time),"
         f" {snapshot.events_in:,} events consumed: {snapshot.count:,} parcels past their"
         " promise, not delivered or returned"
     ]
@@ -833,7 +848,9 @@ def format_report(report: Report, *, top: int = 12) -> str:
         + ", ".join(f"{r['milestone']} {int(r['parcels']):,}" for r in report.milestones)
     )
 
-    out.append(section("SLA by lane and service (deliveries; top lanes by volume)"))
+    out.append(
+        section("SLA by lane and service (deliveries up to the stream time; top lanes by volume)")
+    )
     out.append(
         format_table(
             ["lane", "service", "delivered", "on time", "promise", "p50 transit", "p90 transit"],
@@ -844,8 +861,8 @@ def format_report(report: Report, *, top: int = 12) -> str:
                     int(r["delivered"]),
                     pct(r["on_time_share"]),
                     hours(r["promise_hours"]),
-                    hours(r["p50"]),
-                    hours(r["p90"]),
+                    hours(r["p50_transit_hours"]),
+                    hours(r["p90_transit_hours"]),
                 ]
                 for r in report.sla[:top]
             ],
@@ -856,10 +873,10 @@ def format_report(report: Report, *, top: int = 12) -> str:
         out.append(
             f"  ... {len(rest)} more lane/service pairs with"
             f" {sum(int(r['delivered']) for r in rest):,} deliveries"
-            " (trackbone query --named sla_last_7_days)"
+            " (all of them: the sla_by_lane query below)"
         )
 
-    out.append(section("On-time share against the promise (24 h domestic / 72 h international)"))
+    out.append(section("On-time share against the promise (each parcel against its own)"))
     out.append(
         format_table(
             ["scope", "service", "delivered", "on time", "promise", "p50 transit", "p90 transit"],
@@ -982,6 +999,21 @@ async def delete_run_topics(bootstrap: str, settings: Settings) -> int:
         await admin.close()
 
 
+def cli_prefix(argv0: str | None = None) -> str:
+    """How to call trackbone again, as this process was called: runnable as printed.
+
+    ``trackbone`` if that is what the shell finds, else the script's path as given
+    (``make demo`` runs ``.venv/bin/trackbone``), else ``python -m streams.cli``.
+    """
+    script = Path(sys.argv[0] if argv0 is None else argv0)
+    if script.name == "trackbone":
+        found = shutil.which("trackbone")
+        if found is not None and Path(found).resolve() == script.resolve():
+            return "trackbone"
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m streams.cli"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM takes the Ctrl-C path, so the demo still stops what it started."""
     raise KeyboardInterrupt
@@ -1027,6 +1059,7 @@ class Demo:
             report = asyncio.run(self.produce_and_report())
             print(format_report(report), file=self.out, flush=True)
             self.write_charts(report)
+            self.print_next(report)
             return 0 if self.consistent(report) else 1
         finally:
             try:
@@ -1107,7 +1140,7 @@ class Demo:
             + (f" (about {len(events) / rate:.0f} s)" if rate > 0 else "")
         )
         progress = self.progress = Progress(total=len(events))
-        line = LiveLine(self.err)
+        line = LiveLine(self.err, offset_s=progress.started - self.started)
         stop = asyncio.Event()
         async with StatusOffsets(self.bootstrap, self.settings.topics.parcel_status) as offsets:
             watcher = asyncio.create_task(monitor(client, offsets, progress, line, stop))
@@ -1158,7 +1191,9 @@ class Demo:
                     )
                     return
                 try:
-                    self.snapshot = await asyncio.to_thread(late_snapshot, client)
+                    self.snapshot = await asyncio.to_thread(
+                        late_snapshot, client, client.stream_time()
+                    )
                 except (OSError, DemoError) as exc:
                     self.say(f"mid-run snapshot failed: {exc}")
                 return
@@ -1240,15 +1275,54 @@ class Demo:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.charts = [
             charts.on_time_by_lane(report.lanes, out_dir / "on_time_by_lane.png"),
-            charts.transit_distributions(report.transit_bins, out_dir / "transit_times.png"),
+            charts.transit_distributions(
+                report.transit_bins,
+                out_dir / "transit_times.png",
+                {
+                    (r["scope"], r["service"]): r["promise_hours"]
+                    for r in report.scopes
+                    if r["service"] and r["promise_hours"] is not None
+                },
+            ),
             charts.throughput(
                 [(s.t, s.produced, s.events_in) for s in self.samples],
                 out_dir / "throughput.png",
+                sink_lag=[(s.t, s.sink_lag) for s in self.samples],
             ),
         ]
         print(section("Charts"), file=self.out)
         for path in self.charts:
             print(f"  {path}", file=self.out)
+        self.out.flush()
+
+    def next_commands(self, report: Report) -> list[str]:
+        """Commands that work as printed once the demo is over: its ClickHouse stays."""
+        sink_dir = self.data_dir / "sink"
+        try:
+            shown = str(sink_dir.relative_to(Path.cwd()))
+        except ValueError:
+            shown = str(sink_dir)
+        base = f"{cli_prefix()} query --data-dir {shlex.quote(shown)}"
+        commands = [f"{base} --named sla_by_lane", f"{base} --named late_now"]
+        if report.last_delivery:
+            # the stream time may be days after the last delivery (returns run on): a week
+            # that holds deliveries
+            week = format_time(report.last_delivery)
+            commands.append(f"{base} --named sla_last_7_days --param as_of={week}")
+        if report.sample_parcel is not None:
+            parcel = shlex.quote(str(report.sample_parcel["parcel_id"]))
+            commands.append(f"{base} --named where_is_my_parcel --param parcel_id={parcel}")
+        return commands
+
+    def print_next(self, report: Report) -> None:
+        print(section("Try it yourself"), file=self.out)
+        print(
+            f"  The demo's ClickHouse stays under {self.data_dir / 'sink'} until the next demo"
+            " (lateness and SLA windows are as of the stream time, as in this report):",
+            file=self.out,
+        )
+        for command in self.next_commands(report):
+            print(f"  {command}", file=self.out)
         self.out.flush()
 
 

@@ -61,7 +61,12 @@ class TrackboneApp:
             broker_max_poll_records=settings.max_batch_records,
             table_standby_replicas=0,
             broker_commit_every=50,
-            broker_commit_interval=0.5,
+            # Faust's commit and livelock timers yield to the loop once per partition, and
+            # each yield waits for a whole record batch to fold: under load a commit took
+            # longer than the old 0.5 s interval ("Timer commit is overlapping", and the
+            # livelock check at 2.5x the interval likewise). A crash redelivers at most this
+            # much input as duplicates.
+            broker_commit_interval=4.0,
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",
             value_serializer="raw",

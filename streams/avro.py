@@ -510,8 +510,14 @@ def encode_status(status: Mapping[str, Any]) -> bytes:
     return _CODEC.encode(schemas.STATUS_SCHEMA, status)
 
 
-def decode_status(data: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """ParcelStatus record dict (current shape, times as int millis) from any known version."""
+def decode_status(data: bytes | bytearray | memoryview | None) -> dict[str, Any]:
+    """ParcelStatus record dict (current shape, times as int millis) from any known version.
+
+    A null value on the status topic is a tombstone (every event of the parcel voided),
+    not a status: readers check for None first (the key is the parcel id).
+    """
+    if data is None:
+        raise DecodeError("a tombstone (null value: the parcel was removed), not a ParcelStatus")
     name, record = _CODEC.decode(data)
     if name != schemas.STATUS_SCHEMA:
         raise DecodeError(f"not a ParcelStatus: the fingerprint is schema {name!r}")

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streams.errors import BadKafkaAddressError, BrokerNotRunningError, LocalBrokerError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ MAIN_CLASS = "kafka.Kafka"
 T = TypeVar("T")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(LocalBrokerError, RuntimeError):
     """The local broker could not be fetched, formatted, started or stopped."""
 
 
-class BrokerNotRunning(BrokerError):
+class BrokerNotRunning(BrokerError, BrokerNotRunningError):
     """No bootstrap configured and no local broker running."""
+
+    exit_code = BrokerNotRunningError.exit_code
 
 
 def log4j_version_for(kafka_version: str) -> str:
@@ -355,8 +358,20 @@ class LocalBroker:
                 if not self._wait_exit(pid, 10.0):
                     raise BrokerError(f"broker pid {pid} survived SIGKILL")
             self._adopt_cds_dump(state.get("cds_dump"), complete=clean)
+            self._await_ports_released(state.get("ports") or {})
             self.state_file.unlink(missing_ok=True)
             return True
+
+    def _await_ports_released(self, ports: dict[str, int], timeout_s: float = 10.0) -> None:
+        """Return once nothing listens on the broker's ports: it has exited for its clients too.
+
+        (A broker whose parent is gone may linger as a zombie until init reaps it: it has
+        exited and holds no sockets, but ``ps`` still lists it as ``<defunct>``.)
+        """
+        deadline = time.monotonic() + timeout_s
+        for port in ports.values():
+            while not port_is_free(int(port)) and time.monotonic() < deadline:
+                time.sleep(0.05)  # poll interval, not a synchronisation
 
     # internals --------------------------------------------------------------------------
 
@@ -561,10 +576,22 @@ class _PortTaken(BrokerError):
     """A port chosen as free was taken before the broker bound it."""
 
 
+def check_bootstrap(address: str) -> str:
+    """Return the address if it is ``host:port[,host:port...]``, else say what is wrong."""
+    for entry in address.split(","):
+        host, sep, port = entry.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadKafkaAddressError(
+                f"bad Kafka address {address!r}: expected host:port[,host:port...]"
+                " (--bootstrap / TRACKBONE_KAFKA_BOOTSTRAP), e.g. 127.0.0.1:9092"
+            )
+    return address
+
+
 def resolve_bootstrap(settings: Settings) -> str:
     """Return the configured bootstrap servers, else the running local broker's address."""
     if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
+        return check_bootstrap(settings.kafka_bootstrap)
     state = LocalBroker(settings).status()
     if state is None:
         raise BrokerNotRunning(

@@ -7,6 +7,7 @@ contract's partition count and the status topic is compacted from its first reco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import time
@@ -15,9 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, for_code
 from aiokafka.partitioner import murmur2
 
+from streams.errors import KafkaUnreachableError
 from streams.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
@@ -26,6 +28,24 @@ METADATA_TIMEOUT_S = 30.0
 
 class TopicError(RuntimeError):
     """A topic could not be created or did not show up in metadata in time."""
+
+
+async def start_client(client: Any, bootstrap: str) -> None:
+    """Start an aiokafka consumer, producer or admin client; close it again if that fails.
+
+    A client whose start failed still holds sockets and warns "Unclosed ..." at exit;
+    the failure becomes a KafkaUnreachableError naming the address and what to check.
+    """
+    try:
+        await client.start()
+    except (KafkaConnectionError, KafkaTimeoutError, OSError) as exc:
+        close = getattr(client, "stop", None) or client.close
+        with contextlib.suppress(Exception):  # closing after a failed start: best effort
+            await close()
+        raise KafkaUnreachableError(
+            f"Kafka did not answer at {bootstrap} ({type(exc).__name__}); check --bootstrap /"
+            " TRACKBONE_KAFKA_BOOTSTRAP, or run `trackbone kafka start` for the local broker"
+        ) from exc
 
 
 async def ensure_topics(
@@ -48,7 +68,7 @@ async def ensure_topics(
     if not wanted:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackbone-admin")
-    await admin.start()
+    await start_client(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
@@ -121,7 +141,7 @@ async def _await_leaders_serving(
         retry_backoff_ms=20,
         request_timeout_ms=int(timeout_s * 1000),
     )
-    await consumer.start()
+    await start_client(consumer, bootstrap)
     try:
         await consumer.end_offsets(partitions)
     except Exception as exc:

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.errors import UsageError
+
 PREFIX = "TRACKBONE_"
+
+
+class SettingError(UsageError, ValueError):
+    """A ``TRACKBONE_*`` variable that does not parse (exit code 2 from the CLI)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +190,7 @@ class Settings:
                     try:
                         kwargs[attr] = conv(value)
                     except ValueError:
-                        raise ValueError(
+                        raise SettingError(
                             f"{PREFIX}{var}={value!r} is not a valid {conv.__name__}"
                         ) from None
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import avro
+from streams.errors import BEHIND
 from streams.replay import ReplayResult, make_consumer, replay
 from streams.settings import Settings
 
@@ -94,8 +95,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0: all agree; 1: a mismatch; 3: nothing wrong yet, but something is behind."""
-        return 1 if self.problems else 3 if self.behind else 0
+        """0: all agree; 1: a mismatch; 11: nothing wrong yet, but something is behind."""
+        return 1 if self.problems else BEHIND if self.behind else 0
 
     def to_json(self) -> dict[str, Any]:
         def finding(f: Finding) -> dict[str, Any]:

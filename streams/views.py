@@ -28,7 +28,9 @@ def register_views(owner: TrackboneApp) -> None:
 
     class HealthView(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "stream_time": format_time(owner.stream_time)})
+            # stream time: the newest event time seen; null before the first event
+            seen = owner.stream_time
+            return self.json({"status": "ok", "stream_time": format_time(seen) if seen else None})
 
     class MetricsView(View):
         async def get(self, request: Request) -> Response:

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--parcels",
         type=_positive_int,
         default=DEFAULT_PARCELS,
-        help=f"parcels to simulate (default {DEFAULT_PARCELS}: about 48,000 events)",
+        help=f"parcels to simulate (default {DEFAULT_PARCELS}: about 16 events each)",
     )
     parser.add_argument("--seed", type=int, default=11, help="simulator seed (default 11)")
     parser.add_argument(

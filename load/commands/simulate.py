@@ -318,10 +318,7 @@ def run(args: argparse.Namespace) -> int:
         print_summary(summary, time.perf_counter() - started)
         return 0
 
-    target = kafka_target(args, "simulate")
-    if target is None:
-        return 2
-    settings, bootstrap = target
+    settings, bootstrap = kafka_target(args)
     truth_out = Path(args.truth) if args.truth else (truth_path(args.out) if args.out else None)
     try:
         summary = asyncio.run(
@@ -329,9 +326,6 @@ def run(args: argparse.Namespace) -> int:
                 scenario, settings, bootstrap, args.rate, truth_out=truth_out, progress=progress
             )
         )
-    except Exception as exc:  # Kafka unreachable, topic creation refused, ...
-        print(f"trackbone simulate: Kafka failure: {exc!r}", file=sys.stderr)
-        return 1
     finally:
         if progress is not None:
             progress.close()

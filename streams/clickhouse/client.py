@@ -39,10 +39,25 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from streams.clickhouse.exceptions import ClickHouseSetupError
+from streams.errors import BadDsnError
 from streams.settings import Settings
 
 _registry_lock = threading.Lock()
 _clients: dict[tuple[str, str, bool], Client] = {}
+
+
+DSN_SCHEMES = ("chdb", "http", "https")
+
+
+def check_dsn(url: str) -> str:
+    """Return the DSN if its scheme is one trackbone knows; the driver would guess http."""
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in DSN_SCHEMES:
+        raise BadDsnError(
+            f"bad ClickHouse DSN {url!r}: the scheme must be chdb, http or https"
+            " (chdb:///abs/dir or http://user:pass@host:8123/db; --dsn / TRACKBONE_CLICKHOUSE_DSN)"
+        )
+    return url
 
 
 def is_embedded(url: str) -> bool:
@@ -83,6 +98,7 @@ def quote_identifier(name: str) -> str:
 
 
 def _open(url: str, database: str, readonly: bool) -> Client:
+    check_dsn(url)
     settings: dict[str, Any] = {"readonly": 1} if readonly else {}
     extra: dict[str, Any] = {}
     dsn = url

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from streams.errors import ClickHouseUnavailableError
 
-class ClickHouseSetupError(RuntimeError):
+
+class ClickHouseSetupError(ClickHouseUnavailableError, RuntimeError):
     """The engine or database could not be opened (bad DSN, data dir owned by another process)."""
 
 

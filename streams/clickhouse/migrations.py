@@ -36,8 +36,12 @@ View definitions (all read ``FINAL``, so deleted rows are excluded):
   the end precedes the start); held / refused = at least one such status. Country is
   the customs events' location country, else the lane's origin (EXPORT) or destination
   (IMPORT). ``customs_dwell`` aggregates per country and direction.
-* ``parcels_late_now``: parcels not delivered (no delivered_at), not RETURNED, whose
-  promised_at has passed (``now64()`` at query time).
+* ``stream_time``: one row, the latest effective event time in the data: the "now" of
+  every lateness view and query (a simulated or replayed feed is not today).
+* ``parcels_late_at(as_of = ...)``: a parameterized view of parcels not delivered (no
+  delivered_at), not RETURNED, whose promised_at is before ``as_of``, with ``as_of`` and
+  ``hours_late`` per row. ``parcels_late_now`` is it at the stream time (v1 and v2 used
+  the wall clock, ``now64()``, which disagreed with the demo's stream-time figures).
 """
 
 from __future__ import annotations
@@ -338,6 +342,42 @@ _PARCELS_LATE_NOW_V2 = (
     + _LATE_NOW_WHERE
 )
 
+_STREAM_TIME = """
+CREATE OR REPLACE VIEW {db}.stream_time AS
+SELECT max(event_time) AS stream_time
+FROM {db}.parcel_events FINAL
+"""
+
+_PARCELS_LATE_AT = """
+CREATE OR REPLACE VIEW {db}.parcels_late_at AS
+SELECT
+    {as_of:DateTime64(3, 'UTC')} AS as_of,
+    parcel_id,
+    milestone,
+    origin_country,
+    destination_country,
+    service,
+    promised_at,
+    last_event_time,
+    custodian,
+    holds,
+    dateDiff('millisecond', assumeNotNull(promised_at), {as_of:DateTime64(3, 'UTC')})
+        / 3600000.0 AS hours_late,
+    eta_p50,
+    eta_p90,
+    on_time_probability,
+    eta_basis
+FROM {db}.parcel_state FINAL
+WHERE delivered_at IS NULL AND milestone != 'RETURNED'
+    AND promised_at IS NOT NULL AND promised_at < {as_of:DateTime64(3, 'UTC')}
+"""
+
+_PARCELS_LATE_NOW_V3 = """
+CREATE OR REPLACE VIEW {db}.parcels_late_now AS
+SELECT *
+FROM {db}.parcels_late_at(as_of = (SELECT stream_time FROM {db}.stream_time))
+"""
+
 _PARCEL_STATE_ETA = f"""
 ALTER TABLE {{db}}.parcel_state
     ADD COLUMN IF NOT EXISTS eta_p50 Nullable({DT}) AFTER promised_at,
@@ -384,6 +424,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "ETA columns on parcel_state, parcel_eta history",
         (_PARCEL_STATE_ETA, _PARCEL_ETA, _PARCELS_LATE_NOW_V2),
+    ),
+    Migration(
+        3,
+        "stream time as the as-of of lateness: stream_time, parcels_late_at(as_of)",
+        (_STREAM_TIME, _PARCELS_LATE_AT, _PARCELS_LATE_NOW_V3),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

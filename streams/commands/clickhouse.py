@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from streams.settings import Settings
 
@@ -34,6 +35,13 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         " (default: TRACKBONE_CLICKHOUSE_DSN, else embedded chdb under TRACKBONE_DATA_DIR)",
     )
     parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="use the embedded ClickHouse under this data dir (<DIR>/clickhouse), e.g. the"
+        " demo's <TRACKBONE_DATA_DIR>/demo/sink (default: TRACKBONE_DATA_DIR)",
+    )
+    parser.add_argument(
         "--database",
         default=None,
         help="database name (default: TRACKBONE_CLICKHOUSE_DATABASE, else 'tracking')",
@@ -41,10 +49,16 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings with --dsn, --data-dir (its embedded engine, over the env's DSN), --database."""
+    from streams.clickhouse.client import check_dsn
+
     settings = Settings.from_env()
     changes: dict[str, object] = {}
+    if getattr(args, "data_dir", None) is not None:
+        changes["data_dir"] = args.data_dir.resolve()
+        changes["clickhouse_dsn"] = None
     if getattr(args, "dsn", None):
-        changes["clickhouse_dsn"] = args.dsn
+        changes["clickhouse_dsn"] = check_dsn(args.dsn)
     if getattr(args, "database", None):
         changes["clickhouse_database"] = args.database
     return dataclasses.replace(settings, **changes) if changes else settings  # type: ignore[arg-type]
@@ -53,7 +67,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     from streams.clickhouse import migrations
     from streams.clickhouse.client import close_clients, connect, database_name
-    from streams.clickhouse.exceptions import ClickHouseSetupError, MigrationError
+    from streams.clickhouse.exceptions import MigrationError
 
     settings = settings_from(args)
     database = database_name(settings)
@@ -73,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 if m.version in edited:
                     mark += " (edited since applied)"
                 print(f"v{m.version}  {mark:<8}  {m.name}")
-    except (ClickHouseSetupError, MigrationError) as exc:
+    except MigrationError as exc:
         print(f"trackbone clickhouse: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -18,6 +18,7 @@ from projections import core
 from projections.events import Event, ParcelRegistered
 from projections.fold import MAX_EVENTS, ParcelState, state_to_json
 from projections.jsonform import InvalidEvent, parse_event
+from streams.commands import open_input
 
 # RFC 3339 output needs years 1..9999; the JSON form accepts any integer millis.
 _MIN_MS = -62_135_596_800_000
@@ -122,16 +123,8 @@ def fold_lines(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.input == "-":
-        counts = fold_lines(sys.stdin.buffer, sys.stdout, sys.stderr, max_events=args.max_events)
-    else:
-        try:
-            handle = open(args.input, "rb")  # noqa: SIM115 (closed below, streamed line by line)
-        except OSError as exc:
-            print(f"trackbone fold: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
-            return 2
-        with handle:
-            counts = fold_lines(handle, sys.stdout, sys.stderr, max_events=args.max_events)
+    with open_input(args.input) as handle:
+        counts = fold_lines(handle, sys.stdout, sys.stderr, max_events=args.max_events)
     print(
         f"trackbone fold: {counts['lines']} lines read, {counts['events']} events, "
         f"{counts['invalid']} invalid, {counts['duplicates']} duplicates, "

@@ -48,10 +48,27 @@ def render_status(status: dict[str, Any], fmt: str) -> str:
     )
 
 
+def render_removed(parcel_id: str, fmt: str) -> str:
+    """A tombstone: every event of the parcel was voided, so it has no state any more."""
+    if fmt == "json":
+        return orjson.dumps({"parcel_id": parcel_id, "removed": True}).decode()
+    return f"{'-':<24}  {parcel_id:<20} REMOVED (every event voided)"
+
+
+def render_record(key: bytes | None, value: bytes | None, fmt: str) -> str:
+    """One status-topic record as a line: a status, or a tombstone (null value) as removed."""
+    from streams.avro import decode_status
+
+    if value is None:
+        return render_removed((key or b"").decode("utf-8", "replace"), fmt)
+    return render_status(decode_status(value), fmt)
+
+
 async def follow(settings: Settings, bootstrap: str, args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaConsumer
 
-    from streams.avro import DecodeError, decode_status
+    from streams.avro import DecodeError
+    from streams.kafka_io import start_client
 
     consumer = AIOKafkaConsumer(
         settings.topics.parcel_status,
@@ -61,7 +78,7 @@ async def follow(settings: Settings, bootstrap: str, args: argparse.Namespace) -
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         client_id=f"trackbone-follow-{uuid.uuid4().hex[:8]}",
     )
-    await consumer.start()
+    await start_client(consumer, bootstrap)
     wanted = args.parcel.encode() if args.parcel else None
     try:
         while True:
@@ -76,13 +93,13 @@ async def follow(settings: Settings, bootstrap: str, args: argparse.Namespace) -
                     if wanted is not None and record.key != wanted:
                         continue
                     try:
-                        status = decode_status(record.value)
+                        line = render_record(record.key, record.value, args.format)
                     except DecodeError as exc:
                         print(
                             f"undecodable status at offset {record.offset}: {exc}", file=sys.stderr
                         )
                         continue
-                    print(render_status(status, args.format), flush=True)
+                    print(line, flush=True)
     finally:
         await consumer.stop()
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from streams.broker import BrokerError, LocalBroker
+from streams.broker import LocalBroker
 from streams.settings import Settings
 
 
@@ -34,27 +34,22 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         settings = replace(settings, data_dir=Path(args.data_dir))
     broker = LocalBroker(settings)
-    try:
-        if args.action == "start":
-            bootstrap = broker.start()
-            timings = ", ".join(f"{k} {v:.2f} s" for k, v in broker.timings.items())
-            print(
-                f"kafka {settings.kafka_version} ready at {bootstrap} ({timings})", file=sys.stderr
-            )
-            print(bootstrap)
-            return 0
-        if args.action == "stop":
-            if broker.stop():
-                print("kafka stopped", file=sys.stderr)
-            else:
-                print("kafka was not running", file=sys.stderr)
-            return 0
-        state = broker.status()
-        if state is None:
-            print("not running")
-            return 1
-        print(json.dumps(state, indent=2))
+    # a BrokerError is a UserError: streams.cli.main prints it (exit code 10)
+    if args.action == "start":
+        bootstrap = broker.start()
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in broker.timings.items())
+        print(f"kafka {settings.kafka_version} ready at {bootstrap} ({timings})", file=sys.stderr)
+        print(bootstrap)
         return 0
-    except BrokerError as exc:
-        print(f"trackbone kafka {args.action}: {exc}", file=sys.stderr)
+    if args.action == "stop":
+        if broker.stop():
+            print("kafka stopped", file=sys.stderr)
+        else:
+            print("kafka was not running", file=sys.stderr)
+        return 0
+    state = broker.status()
+    if state is None:
+        print("not running")
         return 1
+    print(json.dumps(state, indent=2))
+    return 0

@@ -12,7 +12,6 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import IO
 
@@ -20,13 +19,14 @@ import orjson
 
 from projections.events import Event
 from projections.jsonform import InvalidEvent, parse_event
-from streams.commands import kafka_target
+from streams.commands import kafka_target, open_input
 from streams.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class ProduceResult:
     lines: int
+    """Lines read, blank ones included (as `trackbone fold` counts them)."""
     sent: int
     rejected: int
     failed: int
@@ -56,12 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with their 1-based line numbers."""
-    for number, raw in enumerate(stream, start=1):
-        line = raw.strip()
-        if line:
-            yield number, line
+class LineCounter:
+    """Non-blank lines with their 1-based numbers; ``lines`` counts every line read.
+
+    `trackbone fold` counts the same way, so both report the same number for one file.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        for number, raw in enumerate(self.stream, start=1):
+            self.lines = number
+            line = raw.strip()
+            if line:
+                yield number, line
 
 
 async def produce_file(
@@ -69,7 +79,7 @@ async def produce_file(
 ) -> ProduceResult:
     """Send every valid line; report invalid ones on stderr; wait for all acknowledgements."""
     from streams.avro import encode_event, topic_base_for
-    from streams.kafka_io import BatchSender, ensure_contract_topics, make_producer
+    from streams.kafka_io import BatchSender, ensure_contract_topics, make_producer, start_client
 
     prefix = settings.topics
 
@@ -78,13 +88,13 @@ async def produce_file(
 
     await ensure_contract_topics(settings, bootstrap)
     producer = make_producer(bootstrap, compression=compression)
-    await producer.start()
+    await start_client(producer, bootstrap)
     started = time.perf_counter()
     sender = BatchSender(producer)
-    lines = rejected = 0
+    counter = LineCounter(stream)
+    rejected = 0
     try:
-        for number, line in iter_lines(stream):
-            lines += 1
+        for number, line in counter:
             try:
                 event = parse_event(orjson.loads(line))
                 value = encode_event(event)
@@ -103,28 +113,17 @@ async def produce_file(
     if sender.first_error is not None:
         print(f"kafka error: {sender.first_error!r}", file=sys.stderr)
     elapsed = time.perf_counter() - started
-    return ProduceResult(lines, sender.sent, rejected, sender.failed, elapsed)
+    return ProduceResult(counter.lines, sender.sent, rejected, sender.failed, elapsed)
 
 
 def run(args: argparse.Namespace) -> int:
-    target = kafka_target(args, "produce")
-    if target is None:
-        return 2
-    settings, bootstrap = target
     compression = None if args.compression == "none" else args.compression
-    try:
-        source = nullcontext(sys.stdin.buffer) if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
-        with source as stream:
-            result = asyncio.run(produce_file(stream, settings, bootstrap, compression=compression))
-    except OSError as exc:
-        print(f"trackbone produce: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # Kafka unreachable, topic creation refused, ...
-        print(f"trackbone produce: Kafka failure: {exc!r}", file=sys.stderr)
-        return 1
+    with open_input(args.input) as stream:  # a missing file is reported before Kafka
+        settings, bootstrap = kafka_target(args)
+        result = asyncio.run(produce_file(stream, settings, bootstrap, compression=compression))
     rate = result.sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     print(
-        f"sent {result.sent}, rejected {result.rejected} (of {result.lines} lines) "
+        f"sent {result.sent}, rejected {result.rejected} (of {result.lines} lines read) "
         f"to {bootstrap} in {result.elapsed_s:.2f} s ({rate:,.0f} events/s)"
     )
     if result.failed:

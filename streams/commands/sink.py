@@ -50,6 +50,9 @@ async def _serve(settings: Settings, bootstrap: str) -> None:
     # The sink may start before any worker: its input topics must exist to be assigned.
     await ensure_contract_topics(settings, bootstrap)
     await ensure_topics(bootstrap, [settings.topics.parcel_events], settings.partitions)
+    # Kafka answered: from now on the service logs what aiokafka meets (the CLI muted it
+    # so that a broker missing at start is reported once).
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     await SinkService(settings, bootstrap).serve()
 
 

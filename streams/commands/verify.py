@@ -1,8 +1,8 @@
-"""`trackbone verify`: is every input event accounted for? Read-only; exit 0, 1 or 3.
+"""`trackbone verify`: is every input event accounted for? Read-only; exit 0, 1 or 11.
 
 Reconciles the input topics (cut at the worker group's committed offsets), the
 dead-letter topic, the status topic and ClickHouse (see `streams.verify`). Exit 0
-when all agree, 1 on a mismatch, 3 when nothing disagrees yet but the worker or the
+when all agree, 1 on a mismatch, 11 when nothing disagrees yet but the worker or the
 sink is behind (``--wait`` retries until settled or the time is up).
 """
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS",
-        help="while only behind (exit 3), check again until settled or SECONDS have passed",
+        help="while only behind (exit 11), check again until settled or SECONDS have passed",
     )  # fmt: skip
 
 
@@ -100,11 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from streams import verify
     from streams.commands import kafka_target
     from streams.commands.clickhouse import settings_from
+    from streams.errors import BEHIND
 
-    target = kafka_target(args, "verify")
-    if target is None:
-        return 2
-    settings, bootstrap = target
+    settings, bootstrap = kafka_target(args)
     changes: dict[str, Any] = {}
     if args.app_id:
         changes["app_id"] = args.app_id
@@ -117,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.wait
     while True:
         report = check(settings, bootstrap, not args.no_clickhouse)
-        if report.exit_code != 3 or time.monotonic() >= deadline:
+        if report.exit_code != BEHIND or time.monotonic() >= deadline:
             break
         time.sleep(1.0)  # poll interval of a deadline-bounded wait
     if args.json:

@@ -14,10 +14,13 @@ import dataclasses
 import gc
 import logging
 import os
+import socket
+import sys
 from pathlib import Path
 
 import orjson
 
+from streams.errors import UsageError
 from streams.settings import Settings
 
 
@@ -30,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web-port",
         type=int,
-        help="HTTP port of the tracking API (env TRACKBONE_WEB_PORT, default 6066)",
+        help="HTTP port of the tracking API (env TRACKBONE_WEB_PORT, default 6066;"
+        " 0: a free port, printed at start)",
     )
     parser.add_argument(
         "--data-dir",
@@ -47,6 +51,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning)")
 
 
+def free_port(host: str) -> int:
+    """A port the OS has free on ``host`` now (``--web-port 0``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def web_port(requested: int, host: str, command: str) -> int:
+    """The port to serve on: 0 picks a free one (printed on stderr); Faust needs 1024-65535."""
+    if requested == 0:
+        port = free_port(host)
+        print(
+            f"trackbone {command}: --web-port 0: serving on http://{host}:{port}", file=sys.stderr
+        )
+        return port
+    if not 1024 <= requested <= 65535:
+        raise UsageError(f"--web-port {requested}: use 1024-65535, or 0 for a free port")
+    return requested
+
+
 def settings_from(args: argparse.Namespace, web_port_setting: str = "web_port") -> Settings:
     """The settings with the service's flags applied (``--web-port`` sets ``web_port_setting``)."""
     settings = Settings.from_env()
@@ -54,12 +78,34 @@ def settings_from(args: argparse.Namespace, web_port_setting: str = "web_port") 
     if args.bootstrap:
         overrides["kafka_bootstrap"] = args.bootstrap
     if args.web_port is not None:
-        overrides[web_port_setting] = args.web_port
+        command = "worker" if web_port_setting == "web_port" else "sink"
+        overrides[web_port_setting] = web_port(args.web_port, settings.web_host, command)
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir.resolve()
     if args.app_id:
         overrides["app_id"] = args.app_id
     return dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+
+
+def plain_logging(level: str) -> dict[str, object] | None:
+    """Faust's worker colours its log (colorlog) even into a file: plain lines unless a TTY."""
+    if sys.stdout.isatty():
+        return None
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"}
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"level": level, "handlers": ["default"]},
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 50)
     gc.freeze()
     try:
-        worker = Worker(tb.app, loglevel=args.loglevel, quiet=True)
+        worker = Worker(
+            tb.app, loglevel=args.loglevel, quiet=True, logging_config=plain_logging(level)
+        )
+        if not sys.stdout.isatty():
+            # Faust's start-up spinner writes cursor and backspace codes even into a file.
+            worker.spinner = None
         worker.execute_from_commandline()
     finally:
         marker.unlink(missing_ok=True)

@@ -1,4 +1,6 @@
--- Where is my parcel: its current state, then its timeline (params: parcel_id).
+-- Where is my parcel: its current state, then its timeline.
+-- param parcel_id: the parcel's id
+-- if empty: no parcel {parcel_id} in the tracking database (check the id, and --data-dir / --dsn)
 SELECT kind, time, what, place, detail
 FROM
 (

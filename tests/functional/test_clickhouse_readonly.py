@@ -102,7 +102,7 @@ def test_readonly_session_blocks_writes_even_without_the_guard(
     with pytest.raises(DatabaseError, match="readonly"):
         ro.command(sql)
     assert ch.rows(f"SELECT parcel_id FROM {ch.database}.parcel_state FINAL") == [("R1",)]
-    assert ch.scalar(f"SELECT count() FROM system.tables WHERE database = '{ch.database}'") == 11
+    assert ch.scalar(f"SELECT count() FROM system.tables WHERE database = '{ch.database}'") == 13
 
 
 def test_run_readonly_on_a_writable_client(ch: ClickHouseTest) -> None:

@@ -30,6 +30,8 @@ VIEWS = {
     "customs_clearances",
     "customs_dwell",
     "parcels_late_now",
+    "parcels_late_at",
+    "stream_time",
 }
 
 
@@ -46,14 +48,14 @@ def objects(ch: ClickHouseTest) -> dict[str, str]:
 
 
 def test_init_twice_is_idempotent(ch: ClickHouseTest) -> None:
-    assert migrations.migrate(ch.client, ch.database) == [1, 2]
+    assert migrations.migrate(ch.client, ch.database) == [1, 2, 3]
     first = objects(ch)
     assert set(first) == TABLES | VIEWS
     assert {first[v] for v in VIEWS} == {"View"}
     assert migrations.migrate(ch.client, ch.database) == []
     assert objects(ch) == first
-    assert migrations.current_version(ch.client, ch.database) == 2
-    assert ch.scalar(f"SELECT count() FROM {ch.database}.schema_migrations") == 2
+    assert migrations.current_version(ch.client, ch.database) == 3
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.schema_migrations") == 3
     assert migrations.edited_migrations(ch.client, ch.database) == []
 
 
@@ -62,10 +64,10 @@ def test_cli_init_and_status(ch: ClickHouseTest, capsys: pytest.CaptureFixture[s
     assert main(argv) == 0
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "schema v2 (v1, v2)" in out and "nothing to apply" in out
+    assert "schema v3 (v1, v2, v3)" in out and "nothing to apply" in out
     assert main(["clickhouse", "status", "--dsn", chdb_url(), "--database", ch.database]) == 0
     out = capsys.readouterr().out
-    assert "v1  applied" in out and "v2  applied" in out
+    assert "v1  applied" in out and "v2  applied" in out and "v3  applied" in out
     assert set(objects(ch)) == TABLES | VIEWS
 
 
@@ -88,7 +90,7 @@ def test_migration_v1_to_v2_keeps_data(ch: ClickHouseTest) -> None:
     ch.client.insert(PARCEL_STATE, rows, column_names=v1_columns, database=ch.database)
     late_before = ch.rows(f"SELECT parcel_id FROM {ch.database}.parcels_late_now")
 
-    assert migrations.migrate(ch.client, ch.database) == [2]
+    assert migrations.migrate(ch.client, ch.database, target=2) == [2]
     kept = ch.rows(
         f"SELECT parcel_id, milestone, version, eta_p50, on_time_probability"
         f" FROM {ch.database}.parcel_state FINAL ORDER BY parcel_id"

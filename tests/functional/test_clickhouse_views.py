@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -187,11 +188,48 @@ def test_parcels_late_now(ch: ClickHouseTest) -> None:
         ],
     )
     put_states(ch, [state_tombstone_row("OK4", version=2, updated_at=T0)])
+    # "now" is the stream time: the latest effective event in the data, not the wall clock
+    put_events(
+        ch,
+        [
+            event_row(scan("L1", "s1", T0, Scan.PICKED_UP), version=1, deleted=False),
+            event_row(scan("L1", "s2", T0 + DAY, Scan.PICKED_UP), version=2, deleted=True),
+        ],
+    )
     got = ch.rows(
-        f"SELECT parcel_id, hours_late > 24 * 365 FROM {ch.database}.parcels_late_now"
+        f"SELECT parcel_id, as_of, hours_late FROM {ch.database}.parcels_late_now"
         " ORDER BY parcel_id"
     )
-    assert got == [("L1", True), ("L2", True)]
+    as_of = datetime.fromtimestamp(T0 / 1000, tz=UTC)
+    assert got == [("L1", as_of, 3000 * 24.0), ("L2", as_of, 3000 * 24.0)]
+    # an explicit as-of: before the promise of OK3 nothing changes, after it OK3 is late too
+    later = ch.rows(
+        f"SELECT parcel_id, hours_late FROM {ch.database}.parcels_late_at("
+        f"as_of = fromUnixTimestamp64Milli({T0 + 30001 * DAY}, 'UTC')) ORDER BY parcel_id"
+    )
+    assert later == [("L1", 33001 * 24.0), ("L2", 33001 * 24.0), ("OK3", 24.0)]
+
+
+def test_late_now_named_query_states_its_as_of(
+    ch: ClickHouseTest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    past = T0 - 2 * DAY
+    put_states(ch, [status_row(status("L1", 1, milestone="AT_ORIGIN_HUB", promised_at=past))])
+    put_events(ch, [event_row(scan("L1", "s1", T0, Scan.PICKED_UP), version=1, deleted=False)])
+    base = ["--dsn", chdb_url(), "--database", ch.database, "--format", "json"]
+    assert main(["query", "--named", "late_now", *base]) == 0
+    out, err = capsys.readouterr()
+    assert "as of 2026-11-11T00:00:00.000Z (stream time" in err
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["parcel_id"] == "L1" and row["hours_late"] == 48.0
+    assert row["as_of"].startswith("2026-11-11")
+    given = ["--param", "as_of=2026-11-12T00:00:00Z"]
+    assert main(["query", "--named", "late_now", *base, *given]) == 0
+    out, err = capsys.readouterr()
+    assert "as of 2026-11-12T00:00:00.000Z (given)" in err
+    assert json.loads(out)["hours_late"] == 72.0
+    assert main(["query", "--named", "late_now", *base, "--param", "as_of=yesterday"]) == 2
+    assert "as_of" in capsys.readouterr().err
 
 
 def test_where_is_my_parcel_named_query(
@@ -241,8 +279,37 @@ def test_where_is_my_parcel_named_query(
     ]
     assert lines[1]["time"] == "2026-11-11T00:00:00.000Z"
     assert "holds=CUSTOMS_HOLD" in lines[0]["detail"] and lines[2]["place"] == "HUB1 Hangzhou CN"
-    for name in ("late_now", "sla_last_7_days", "slowest_hubs", "customs_delays"):
+    for name in ("late_now", "sla_last_7_days", "sla_by_lane", "slowest_hubs", "customs_delays"):
         assert (
             main(["query", "--dsn", chdb_url(), "--database", ch.database, "--named", name]) == 0
         ), name
     assert "row" in capsys.readouterr().out
+    # an unknown parcel: one line saying so, exit code 9, no empty table
+    unknown = [*argv[:-3], "parcel_id=NOPE", "--format", "table"]
+    assert main(unknown) == 9
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == (
+        "trackbone query: no parcel NOPE in the tracking database (check the id, and"
+        " --data-dir / --dsn)"
+    )
+    # a missing parameter is a usage error that names it
+    assert main(argv[:-4]) == 2
+    assert "--param parcel_id=VALUE" in capsys.readouterr().err
+
+
+def test_sla_window_is_as_of_and_an_empty_one_says_so(
+    ch: ClickHouseTest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_states(ch, [delivered("D1", 20, 24)])
+    late = T0 + 30 * DAY  # the feed runs on (returns, stragglers) long after the deliveries
+    put_events(ch, [event_row(scan("D1", "s1", late, Scan.PICKED_UP), version=1, deleted=False)])
+    base = ["query", "--dsn", chdb_url(), "--database", ch.database, "--named", "sla_last_7_days"]
+    assert main(base) == 0
+    out, err = capsys.readouterr()
+    assert out == "(0 rows)\n"
+    assert "no deliveries in the 7 days up to 2026-12-11T00:00:00.000Z" in err
+    assert main([*base, "--param", "as_of=2026-11-12T00:00:00Z", "--format", "json"]) == 0
+    (row,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert row["delivered"] == 1 and row["on_time_share"] == 1.0
+    assert row["window_start"].startswith("2026-11-05") and row["as_of"].startswith("2026-11-12")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +26,7 @@ SECTIONS = (
     "== Where is my parcel?",
     "== Status topic vs ClickHouse",
     "== Charts",
+    "== Try it yourself",
 )
 CHARTS = ("on_time_by_lane.png", "transit_times.png", "throughput.png")
 
@@ -80,3 +84,41 @@ def test_demo_runs_end_to_end_and_reports_from_the_outputs(
     assert "worker: stopped (exit code 0)" in done.stderr
     assert "sink: stopped (exit code 0)" in done.stderr
     assert "deleted this run's" in done.stderr
+    # the worker's log: plain lines, no timer noise
+    worker_log = (tmp_path / "data" / "demo" / "worker" / "worker.log").read_text()
+    assert "\x1b[" not in worker_log and "is overlapping" not in worker_log
+    # progress lines keep the demo's clock: their seconds never go back
+    clock = [float(m) for m in re.findall(r"^\[\s*([0-9.]+) s\]", done.stderr, re.M)]
+    assert len(clock) > 3 and clock == sorted(clock), clock
+
+    # every command the demo prints at the end works as printed, without its settings
+    tail = report.split("== Try it yourself", 1)[1]
+    commands = [line.strip() for line in tail.splitlines() if " query --data-dir " in line]
+    assert {c.split("--named ")[1].split()[0] for c in commands} >= {"sla_by_lane", "late_now"}
+    plain = {k: v for k, v in env.items() if not k.startswith("TRACKBONE_")}
+    outputs = {}
+    for command in commands:
+        argv = shlex.split(command)
+        ran = subprocess.run(
+            [*argv, "--format", "json"],
+            cwd=REPO,
+            env=plain,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 0, f"{command}:\n{ran.stderr}"
+        assert "Traceback" not in ran.stderr
+        outputs[argv[argv.index("--named") + 1]] = [json.loads(x) for x in ran.stdout.splitlines()]
+    # the same parcel is late by the same hours in the report and in the query
+    late_section = report.split("at the end of the feed", 1)[1].split("==", 1)[0]
+    count = int(
+        re.search(r"([0-9,]+) parcels past their promise", late_section)[1].replace(",", "")
+    )
+    assert count == len(outputs["late_now"])  # as many late parcels, as of the same time
+    for row in outputs["late_now"][:5]:
+        assert f"{row['hours_late']:.1f} h" in late_section and row["parcel_id"] in late_section
+    # and the SLA table's top lane has the query's figures
+    top = outputs["sla_by_lane"][0]
+    assert f"{top['on_time_share'] * 100:.1f}%" in report and top["lane"] in report

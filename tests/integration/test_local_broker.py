@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import BrokerNotRunning, LocalBroker, new_cluster_id, resolve_bootstrap
+from streams.broker import (
+    BrokerNotRunning,
+    LocalBroker,
+    new_cluster_id,
+    port_is_free,
+    resolve_bootstrap,
+)
 from streams.cli import main
 from streams.kafka_io import ensure_topics, make_producer
 from streams.settings import Settings
@@ -79,6 +85,8 @@ async def test_start_is_idempotent_and_stop_keeps_data(
         await producer.stop()
 
     assert own_broker.stop() is True
+    # stop returns once the broker has exited: nothing listens on its ports any more
+    assert all(port_is_free(int(port)) for port in state["ports"].values())
     assert own_broker.status() is None
     assert not own_broker.state_file.exists()
     assert own_broker.stop() is False

@@ -104,7 +104,7 @@ def test_fold_command_reads_stdin_as_a_console_script() -> None:
 
 
 def test_fold_command_reports_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fold", "--input", "/nonexistent/events.jsonl"]) == 2
+    assert main(["fold", "--input", "/nonexistent/events.jsonl"]) == 3
     assert "cannot read" in capsys.readouterr().err
 
 

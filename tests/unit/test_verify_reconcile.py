@@ -19,7 +19,7 @@ def test_a_worker_behind_its_input_is_behind_not_a_mismatch():
     row = PartitionRow("t.scans", 3, end=10, committed=4)
     report = reconcile(ReplayResult(states={}), [row], {"P1": 2}, {}, None)
     assert report.problems == []
-    assert report.exit_code == 3
+    assert report.exit_code == 11
     assert {f.what for f in report.behind} == {
         "worker has not committed",
         "status ahead of the committed offsets",
