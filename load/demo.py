@@ -1060,7 +1060,8 @@ class Demo:
             print(format_report(report), file=self.out, flush=True)
             self.write_charts(report)
             self.print_next(report)
-            return 0 if self.consistent(report) else 1
+            verified = self.verify()
+            return 0 if self.consistent(report) and verified else 1
         finally:
             try:
                 self.teardown()
@@ -1259,6 +1260,26 @@ class Demo:
 
     def worker_tail(self) -> str:
         return self.worker.tail() if self.worker is not None else ""
+
+    def verify(self, timeout_s: float = 120.0) -> bool:
+        """`trackbone verify` over this run, before its topics go: every event accounted for."""
+        from streams.commands.verify import check
+        from streams.errors import BEHIND
+        from streams.verify import render
+
+        assert self.bootstrap is not None
+        settings = replace(self.settings, data_dir=self.data_dir / "sink")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            report = check(settings, self.bootstrap, with_clickhouse=True)
+            if report.exit_code != BEHIND or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)  # poll interval of a deadline-bounded wait
+        print(section("Accounted for (trackbone verify)"), file=self.out)
+        for line in render(report, partitions=False).splitlines():
+            print(f"  {line}", file=self.out)
+        self.out.flush()
+        return report.ok
 
     def consistent(self, report: Report) -> bool:
         t, sv = report.totals, report.status_view

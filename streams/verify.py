@@ -362,16 +362,21 @@ def reconcile(
     )
 
 
-def render(report: Report) -> str:
+def render(report: Report, *, partitions: bool = True) -> str:
     """The report for people: partitions, the identity, then each finding."""
     lines = ["partition                                  end  committed   lag  dead exp/found"]
-    for p in report.partitions:
+    lag = sum(p.lag for p in report.partitions)
+    compared = sum(p.records for p in report.partitions)
+    if not partitions:
+        lines = [f"compared at the committed offsets of {len(report.partitions)} input partitions"
+                 f" ({compared:,} records, lag {lag:,})"]  # fmt: skip
+    for p in report.partitions if partitions else ():
         name = f"{p.topic}[{p.partition}]"
         dead = f"{p.dead_expected:>4}/{p.dead_found}"
         lines.append(f"{name:<38} {p.end:>8} {p.committed:>10} {p.lag:>5}  {dead}")
     identity = report.applied + report.duplicates + report.dead_lettered
     lines += [
-        "",
+        *([""] if partitions else []),
         f"events in (to the committed offsets): {report.events_in:,}"
         f" = applied {report.applied:,} + duplicates {report.duplicates:,}"
         f" + dead-lettered {report.dead_lettered:,}"

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,10 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default: settings)")
     parser.add_argument("--topic-prefix", default=None, help="topic prefix (default: settings)")
     parser.add_argument("--app-id", default=None, help="the worker's app id = consumer group")
-    parser.add_argument(
-        "--data-dir", type=Path, default=None,
-        help="the sink's data dir, for the embedded ClickHouse (default: TRACKBONE_DATA_DIR)",
-    )  # fmt: skip
     add_connection_arguments(parser)
     parser.add_argument(
         "--no-clickhouse", action="store_true", help="compare Kafka only (no ClickHouse)"
@@ -106,10 +101,8 @@ def run(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {}
     if args.app_id:
         changes["app_id"] = args.app_id
-    if args.data_dir:
-        changes["data_dir"] = args.data_dir
-    clickhouse_settings = settings_from(args)
-    for name in ("clickhouse_dsn", "clickhouse_database"):
+    clickhouse_settings = settings_from(args)  # --data-dir: the sink's, whose engine it reads
+    for name in ("data_dir", "clickhouse_dsn", "clickhouse_database"):
         changes[name] = getattr(clickhouse_settings, name)
     settings = dataclasses.replace(settings, **changes)
     deadline = time.monotonic() + args.wait

@@ -72,6 +72,9 @@ def test_demo_runs_end_to_end_and_reports_from_the_outputs(
     for title in SECTIONS:
         assert title in report, f"missing section {title!r} in:\n{report}"
     assert "-> they agree" in report
+    accounted = report.split("Accounted for (trackbone verify)", 1)[1]
+    assert "all agree" in accounted and "MISMATCH" not in accounted
+    assert "= applied" in accounted and "lag 0)" in accounted
     assert "caught up:" in done.stderr
     # the sample parcel's timeline comes from the tracking API, in local times
     assert "registered by" in report and "milestone" in report
