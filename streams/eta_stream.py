@@ -8,6 +8,12 @@ depend on the order in which observations arrive. Observations are batched (up t
 ``BATCH`` or ``WITHIN_S``) because one table value holds every milestone's sketch of a
 level and re-encoding it per delivery would cost more than the delivery's whole fold.
 
+The agent reads back what it wrote from its own map (``written``), not from the
+table: a global table also applies its changelog as it reads it, and an older value
+read back after a newer local write made a later retraction "never added" (seen in
+every demo: the agent crashed and lost its batch). The map is dropped on a rebalance,
+when another worker may have written.
+
 Known limit: at-least-once delivery of observations means a crash between a batch's
 table write and its offset commit can count that batch twice; a few duplicated
 observations shift quantiles negligibly, and a rebuild from the topic is exact.
@@ -15,6 +21,7 @@ observations shift quantiles negligibly, and a rebuild from the topic is exact.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,6 +31,8 @@ import orjson
 from projections import eta
 from projections.fold import ParcelState
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 LANE_OBSERVATIONS_BASE = "tracking.lane-observations"
 BATCH = 2000
@@ -83,6 +92,10 @@ class EtaWiring:
         self.pending: dict[bytes, tuple[list[eta.Observation], list[eta.Observation]]] = {}
         self.pending_count = 0
         self.last_flush = time.monotonic()
+        self.written: dict[bytes, bytes] = {}
+        self.unmatched_retractions = 0
+        app.on_partitions_revoked.connect(self._forget_written)
+        app.on_partitions_assigned.connect(self._forget_written)
         app.timer(WITHIN_S, name="tick_lane_statistics")(self.tick)
         app.agent(self.topic, name="learn_lane_statistics", concurrency=1)(
             self.learn_lane_statistics
@@ -115,15 +128,30 @@ class EtaWiring:
         if self.pending:
             await self.topic.send(key=b"tick", value=TICK)
 
+    async def _forget_written(self, *args: Any, **kwargs: Any) -> None:
+        self.written.clear()
+
     def flush(self) -> None:
         pending, self.pending, self.pending_count = self.pending, {}, 0
         self.last_flush = time.monotonic()
         for key, (plus, minus) in pending.items():
             level = eta.decode_level_key(key)
-            current = self.table.get(key)
+            current = self.written.get(key) or self.table.get(key)
             stats = eta.from_bytes(current) if current else eta.empty_stats()
             if plus:
                 stats = eta.add(stats, plus, level=level)
             if minus:
-                stats = eta.retract(stats, minus, level=level)
-            self.table[key] = eta.to_bytes(stats)
+                try:
+                    stats = eta.retract(stats, minus, level=level)
+                except ValueError:
+                    # A retraction whose addition this table never saw (an observation
+                    # counted before a crash, re-sent after): keep the rest of the batch.
+                    self.unmatched_retractions += len(minus)
+                    log.warning(
+                        "lane statistics: %d retraction(s) for %r never added; kept the rest",
+                        len(minus),
+                        key,
+                    )
+            encoded = eta.to_bytes(stats)
+            self.table[key] = encoded
+            self.written[key] = encoded
