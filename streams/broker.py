@@ -90,7 +90,14 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Could a listener bind ``port``? Asked as Kafka binds: with ``SO_REUSEADDR``.
+
+    Without it, connections of clients that just went away (TIME_WAIT) made a port
+    look taken, so a restarted broker moved to new ports while every running client
+    kept dialling the old address.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -328,11 +335,14 @@ class LocalBroker:
             if java is None:
                 raise BrokerError("`java` is not on PATH: the broker needs a JDK 17+")
             last_error: BrokerError | None = None
+            recorded = self._recorded_ports()
             for attempt in range(3):
                 ports = self._choose_ports(fresh=attempt > 0)
                 try:
                     return self._launch(java, ports)
                 except _PortTaken as exc:
+                    if recorded is not None:
+                        raise self._address_taken(recorded) from exc
                     last_error = exc
                     log.warning("port taken, retrying with fresh ports: %s", exc)
             assert last_error is not None
@@ -411,19 +421,30 @@ class LocalBroker:
             f"try `trackbone kafka stop`. Log tail:\n{tail(self.log_file)}"
         )
 
+    def _recorded_ports(self) -> dict[str, int] | None:
+        """The ports of the last start: the address clients were given."""
+        try:
+            previous = json.loads(self.ports_file.read_text())
+            return {"broker": int(previous["broker"]), "controller": int(previous["controller"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _address_taken(self, ports: dict[str, int]) -> BrokerError:
+        return BrokerError(
+            f"the broker's address 127.0.0.1:{ports['broker']} (controller "
+            f"{ports['controller']}, from {self.ports_file}) is in use by another process; "
+            "clients were given that address, so the broker will not move: stop that process, "
+            f"or delete {self.ports_file} to start on new ports"
+        )
+
     def _choose_ports(self, *, fresh: bool) -> dict[str, int]:
         if not fresh:
-            # Reuse the last ports: the formatted quorum remembers the controller endpoint.
-            try:
-                previous = json.loads(self.ports_file.read_text())
-                ports = {
-                    "broker": int(previous["broker"]),
-                    "controller": int(previous["controller"]),
-                }
-                if all(port_is_free(p) for p in ports.values()):
-                    return ports
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            # Keep the last ports: clients hold the address, the quorum the controller's.
+            ports = self._recorded_ports()
+            if ports is not None:
+                if not all(port_is_free(p) for p in ports.values()):
+                    raise self._address_taken(ports)
+                return ports
         broker = free_port()
         controller = free_port()
         while controller == broker:
