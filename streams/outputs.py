@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from mode import Service
 
@@ -59,14 +58,14 @@ class _Lane:
     resolves once Kafka stored it.
     """
 
-    __slots__ = ("draining", "partition", "queue", "task", "topic")
+    __slots__ = ("partition", "queue", "task", "topic")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
         self.queue: collections.deque[tuple[Any, asyncio.Future[Any]]] = collections.deque()
-        self.draining = False
         self.task: asyncio.Future[None] | None = None
+        """The drain task while one runs."""
 
 
 class Outputs(Service):
@@ -84,7 +83,6 @@ class Outputs(Service):
         self.client_id = client_id
         self.max_in_flight = max_in_flight
         """Output records handed over and not yet stored, at most (``settle`` waits)."""
-        self.partitioner = DefaultPartitioner()
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
         self._on_sent: dict[str, OnSent] = {}
@@ -111,7 +109,6 @@ class Outputs(Service):
                 bootstrap_servers=self.bootstrap,
                 client_id=self.client_id,
                 acks="all",
-                partitioner=self.partitioner,
                 max_batch_size=MAX_BATCH_BYTES,
                 max_request_size=MAX_BATCH_BYTES + 65536,
                 linger_ms=0,
@@ -172,8 +169,7 @@ class Outputs(Service):
                 if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     raise OutputError(f"a record for {topic} is larger than one batch")
             touched[id(stored)] = stored
-            if not lane.draining:
-                lane.draining = True
+            if lane.task is None:
                 lane.task = asyncio.ensure_future(self._drain(lane))
         return asyncio.ensure_future(asyncio.gather(*touched.values()))
 
@@ -209,7 +205,7 @@ class Outputs(Service):
                 if not future.done():
                     future.set_exception(exc)
         finally:
-            lane.draining = False
+            lane.task = None
 
     def _stored_callback(
         self, lane: _Lane, count: int, stored: asyncio.Future[Any]

@@ -198,7 +198,7 @@ class PartitionMerge:
         return sum(len(b) - s for b, s in zip(self.buffers, self.starts, strict=True))
 
 
-async def _input_partitions(
+async def topic_partitions(
     consumer: AIOKafkaConsumer, topics: Sequence[str]
 ) -> list[TopicPartition]:
     cluster = await consumer._client.fetch_all_metadata()  # no public call returns it
@@ -243,7 +243,7 @@ async def replay(
     consumer = make_consumer(bootstrap)
     await consumer.start()
     try:
-        partitions = await _input_partitions(consumer, names)
+        partitions = await topic_partitions(consumer, names)
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         if until is not None:

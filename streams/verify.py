@@ -31,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import avro
 from streams.errors import BEHIND
-from streams.replay import ReplayResult, make_consumer, replay
+from streams.replay import ReplayResult, make_consumer, replay, topic_partitions
 from streams.settings import Settings
 
 SAMPLE = 10
@@ -153,12 +153,10 @@ async def read_topic(
     consumer = make_consumer(bootstrap, client_id=f"trackbone-verify-{uuid.uuid4().hex[:6]}")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
-        if not parts:
+        try:
+            partitions = await topic_partitions(consumer, [topic])
+        except ValueError:  # no such topic: nothing to read
             return {}
-        partitions = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -186,8 +184,10 @@ def _header(record: Any, name: str) -> bytes | None:
 
 async def kafka_side(
     settings: Settings, bootstrap: str
-) -> tuple[ReplayResult, list[PartitionRow], dict[str, int | None], dict, dict[str, int]]:
-    """The reference fold at the committed offsets, the partition rows, statuses, dead letters."""
+) -> tuple[ReplayResult, list[PartitionRow], dict[str, int | None], dict[str, int]]:
+    """The reference fold at the committed offsets, the partition rows, statuses, dead letters
+    by reason.
+    """
     topics = settings.topics
     committed = await committed_offsets(bootstrap, settings.app_id)
     reference = await replay(settings, bootstrap, until=committed)
@@ -251,7 +251,7 @@ async def kafka_side(
         row.dead_found = len(have)
         row.dead_missing = sorted(expected - have)
         row.dead_extra = sorted(have - expected)
-    return reference, rows, statuses, found, by_reason
+    return reference, rows, statuses, by_reason
 
 
 def clickhouse_side(query: Query) -> tuple[dict[str, int], dict[str, int]]:

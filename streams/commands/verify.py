@@ -69,9 +69,7 @@ async def _sink_caught_up(settings: Any, bootstrap: str) -> bool:
 def check(settings: Any, bootstrap: str, with_clickhouse: bool) -> Any:
     from streams import verify
 
-    reference, rows, statuses, _found, by_reason = asyncio.run(
-        verify.kafka_side(settings, bootstrap)
-    )
+    reference, rows, statuses, by_reason = asyncio.run(verify.kafka_side(settings, bootstrap))
     clickhouse = None
     note = None
     sink_caught_up = True
