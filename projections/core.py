@@ -236,6 +236,10 @@ def process(
                 high_water = (*high_water[:source], record.offset, *high_water[source + 1 :])
             change.stored = Stored(state, high_water, current.on_time_probability)
             if not result.changed:
+                # Accepted without a visible change (a void before its target, or the
+                # target after its void): the version moved, so the status is sent again
+                # and its version always equals the stored state's (what verify checks).
+                change.status = True
                 continue
             version = state.version
             raw = record.value
@@ -262,11 +266,11 @@ def finish(batch: Batch, rules: Rules) -> Batch:
         state = change.stored.state
         if state is None:
             continue
-        if state.event_count == 0:
+        if state.event_count == 0:  # nothing effective: a tombstone at most, never a status
             before = change.before.state
             if change.deltas:
                 change.tombstone = before is not None and before.event_count > 0
-                change.status = False
+            change.status = False
             continue
         if not (change.status or change.deltas):
             continue

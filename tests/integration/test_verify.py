@@ -50,12 +50,6 @@ def corrupt_one_version(env: dict[str, str], data_dir: Path, parcel_id: str) -> 
     subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, check=True, timeout=120)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug found by verify: now and then one parcel's latest status stays older than "
-    "its committed events (2 of 5 runs today, e.g. 'status older than its committed events' "
-    "for VF-00014); not yet known whether the worker loses a status or replay orders differently",
-)
 async def test_verify_agrees_on_a_clean_run_and_names_what_was_corrupted(
     kafka_bootstrap: str, unique_name, tmp_path: Path
 ) -> None:

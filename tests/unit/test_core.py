@@ -136,13 +136,24 @@ def test_at_risk_is_decided_once_per_parcel_against_its_last_state():
 )
 def test_any_batching_gives_the_state_of_the_whole_fold(events: list[Event], size: int):
     table: dict[bytes, core.Stored] = {}
+    last_status: dict[str, int] = {}  # what a compacted status topic would hold
     for start in range(0, len(events), size):
         batch = run(events[start : start + size], table, start=start)
         for key, change in batch.changes.items():
             table[key] = change.stored
+            state = change.stored.state
+            if change.status:
+                assert state is not None and state.event_count > 0
+                last_status[key.decode()] = state.version
+            elif change.tombstone:
+                last_status.pop(key.decode(), None)
     expected = {pid: state for pid, state in fold_all(events).items() if state.is_visible}
     got = {k.decode(): v.state for k, v in table.items() if v.state and v.state.is_visible}
     assert got == expected
+    # Every visible parcel's latest status carries its final version (verify relies on it).
+    assert {pid: s.version for pid, s in expected.items()} == {
+        pid: v for pid, v in last_status.items() if pid in expected
+    }
 
 
 def test_stored_values_round_trip_and_keep_their_bytes():
@@ -180,3 +191,26 @@ def test_stuck_alerts_skip_parcels_that_can_no_longer_be_stuck():
     assert [(k, a["alert"], a["last_event_at"]) for k, a in alerts] == [
         (KEY, "PARCEL_STUCK", "2026-11-11T00:00:00.000Z")
     ]
+
+
+def test_an_accepted_record_without_a_visible_change_still_sends_the_new_version():
+    stored = {KEY: run([reg("r1", 0), scan("s1", 10, Scan.PICKED_UP)]).changes[KEY].stored}
+    # A void whose target has not arrived yet, then that target: neither changes what
+    # a reader sees, both are accepted, so the status follows the state's version.
+    for event in (void("v1", 20, "s2"), scan("s2", 15, Scan.ORIGIN_HUB_ARRIVED)):
+        batch = run([event], stored)
+        change = batch.changes[KEY]
+        assert change.status and not change.deltas and not batch.milestones
+        assert change.stored.state is not None
+        assert change.stored.state.version == stored[KEY].state.version + 1  # type: ignore[union-attr]
+        stored = {KEY: change.stored}
+
+
+def test_a_parcel_with_nothing_effective_gets_no_status_whatever_arrives():
+    stored = {KEY: run([scan("s1", 10, Scan.PICKED_UP)]).changes[KEY].stored}
+    stored = {KEY: run([void("v1", 20, "s1")], stored).changes[KEY].stored}
+    # Accepted, yet still nothing effective: a void of an absent event, then its target.
+    for event in (void("v2", 30, "s9"), scan("s9", 25, Scan.PICKED_UP)):
+        change = run([event], stored).changes[KEY]
+        assert not change.status and not change.tombstone
+        stored = {KEY: change.stored}
