@@ -54,6 +54,7 @@ def processor(settings: Settings, topics: OutputTopics) -> BatchProcessor:
 
     rules = core.Rules(
         max_events=settings.max_events_per_parcel,
+        max_future_ms=settings.max_future_ms,
         risk_threshold=settings.promise_risk_threshold,
         estimate=estimate if settings.eta_enabled else None,
     )

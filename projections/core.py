@@ -109,6 +109,10 @@ class Rules:
     """ETA for a state (None: statuses carry no ETA, no at-risk alerts, no observations)."""
     check_keys: bool = True
     """Kafka records must be keyed by their event's parcel_id; files have no keys."""
+    max_future_ms: int | None = None
+    """An event this far after its record's timestamp is dead-lettered (``future``): a
+    unit mistake (micro- for milliseconds) or a wrong year would otherwise move stream
+    time, and with it lateness and stuck checks, for every parcel of the partition."""
 
 
 @dataclass(slots=True)
@@ -188,6 +192,7 @@ def process(
     duplicate_outcome = fold_.Outcome.DUPLICATE
     max_events = rules.max_events
     check_keys = rules.check_keys
+    max_future = rules.max_future_ms
     event_time = batch.event_time
     count = applied = duplicates = 0
     for record in records:
@@ -203,6 +208,14 @@ def process(
                 key = event.parcel_id.encode()
             elif key is None or key.decode("utf-8", "replace") != event.parcel_id:
                 reason = f"invalid: message key {key!r} is not the event's parcel_id"
+                batch.dead_letters.append(DeadLetter(record, reason))
+                continue
+            ahead = event.event_time - record.timestamp_ms
+            if max_future is not None and record.timestamp_ms and ahead > max_future:
+                reason = (
+                    f"future: event_time is {ahead / 3_600_000:,.1f} h after its record was "
+                    f"produced (limit {max_future / 3_600_000:g} h)"
+                )
                 batch.dead_letters.append(DeadLetter(record, reason))
                 continue
             if event.event_time > event_time:

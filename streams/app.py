@@ -86,6 +86,7 @@ class TrackboneApp:
             worker_topics(settings, self.states, self.stuck_table),
             core.Rules(
                 max_events=settings.max_events_per_parcel,
+                max_future_ms=settings.max_future_ms,
                 risk_threshold=settings.promise_risk_threshold,
                 estimate=self.eta.estimate if settings.eta_enabled else None,
             ),

@@ -39,8 +39,9 @@ FETCH_MAX_BYTES = 64 * 1024 * 1024
 PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 MAX_RECORDS = 10_000
 
-Item = tuple[int, int, int, bytes | None, bytes | None]
-"""(monotonic timestamp, topic index, offset, key, value): sorts in replay order."""
+Item = tuple[int, int, int, bytes | None, bytes | None, int]
+"""(monotonic timestamp, topic index, offset, key, value, the record's own timestamp):
+sorts in replay order (topic and offset are never equal, so nothing after them is compared)."""
 
 _timestamp_of = itemgetter(0)
 
@@ -75,9 +76,11 @@ class ReplayResult:
 class ReplayFold:
     """The worker's per-message rules over a plain dict; feed records in replay order."""
 
-    def __init__(self, max_events: int = fold_.MAX_EVENTS) -> None:
+    def __init__(
+        self, max_events: int = fold_.MAX_EVENTS, max_future_ms: int | None = None
+    ) -> None:
         self.max_events = max_events
-        self.rules = core.Rules(max_events=max_events)
+        self.rules = core.Rules(max_events=max_events, max_future_ms=max_future_ms)
         self.states: dict[str, fold_.ParcelState] = {}
         self.records = 0
         self.applied = 0
@@ -108,12 +111,12 @@ class ReplayFold:
             for dead in batch.dead_letters[seen:]:
                 self.dead_offsets.setdefault((topic, partition), set()).add(dead.record.offset)
 
-        for _ts, topic, offset, key, value in items:
+        for _ts, topic, offset, key, value, timestamp in items:
             if topic != run_topic and run:
                 fold(run, run_topic)
                 run = []
             run_topic = topic
-            run.append(core.Record(key, value, offset))
+            run.append(core.Record(key, value, offset, timestamp))
         if run:
             fold(run, run_topic)
         for key, change in batch.changes.items():
@@ -156,7 +159,7 @@ class PartitionMerge:
             ts = rec.timestamp
             if ts > last:
                 last = ts
-            buf.append((last, topic, offset, rec.key, rec.value))
+            buf.append((last, topic, offset, rec.key, rec.value, ts))
         self.last_ts[topic] = last
 
     def finish(self, topic: int) -> None:
@@ -252,7 +255,7 @@ async def replay(
             }
         begins = await consumer.beginning_offsets(partitions)
         started, cpu_started = time.perf_counter(), time.process_time()
-        folder = ReplayFold(settings.max_events_per_parcel)
+        folder = ReplayFold(settings.max_events_per_parcel, settings.max_future_ms)
         # States are acyclic (tuples of frozen events), yet every generation-2 collection
         # walks all of them: with the whole history in memory the collector would cost
         # more than the fold. Reference counting still frees everything replaced.

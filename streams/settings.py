@@ -105,6 +105,8 @@ class Settings:
     sink_web_port: int = 6067
     """HTTP port of the ClickHouse sink service (``trackbone sink``)."""
     max_events_per_parcel: int = 500
+    max_future_hours: float = 24.0
+    """An event this far after its record's Kafka timestamp is dead-lettered (0: no limit)."""
     stuck_after_hours: float = 48.0
     stuck_check_interval_s: float = 60.0
     promise_risk_threshold: float = 0.5
@@ -137,6 +139,10 @@ class Settings:
         if self.clickhouse_dsn:
             return self.clickhouse_dsn
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def max_future_ms(self) -> int | None:
+        return int(self.max_future_hours * 3_600_000) if self.max_future_hours > 0 else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -175,6 +181,7 @@ class Settings:
             "PROMISE_RISK_THRESHOLD": "promise_risk_threshold",
             "SINK_FLUSH_S": "sink_flush_s",
             "SESSION_TIMEOUT_S": "session_timeout_s",
+            "MAX_FUTURE_HOURS": "max_future_hours",
         }
         for var, attr in text.items():
             if (value := get(var)) is not None:

@@ -214,3 +214,25 @@ def test_a_parcel_with_nothing_effective_gets_no_status_whatever_arrives():
         change = run([event], stored).changes[KEY]
         assert not change.status and not change.tombstone
         stored = {KEY: change.stored}
+
+
+def test_an_event_far_after_its_records_timestamp_is_dead_lettered_as_future():
+    hour = 3_600_000
+    produced = 1_000 * hour
+    event = scan("s1", 0, Scan.PICKED_UP)
+    rules = core.Rules(max_future_ms=24 * hour)
+
+    def one(event_time: int, timestamp: int) -> core.Batch:
+        from dataclasses import replace
+
+        record = core.Record(
+            KEY, avro.encode_event(replace(event, event_time=event_time)), 0, timestamp
+        )
+        return core.process([record], 1, lambda key: core.Stored(None), avro.decode_event, rules)
+
+    late = one(produced + 25 * hour, produced)
+    (dead,) = late.dead_letters
+    assert dead.reason.startswith("future: event_time is 25.0 h after")
+    assert late.records == 1 and late.applied == 0 and late.event_time == 0  # stream time stays
+    assert one(produced + 23 * hour, produced).applied == 1  # within the limit
+    assert one(produced + 25 * hour, 0).applied == 1  # no timestamp: nothing to compare with
