@@ -184,6 +184,14 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 120.0) -> Self:
+        self.launch()
+        wait_until(
+            self.healthy, timeout_s, f"the {self.command} on port {self.port} to answer /health"
+        )
+        return self
+
+    def launch(self) -> Self:
+        """Start the child without waiting for it to be healthy (it may not become so)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -200,9 +208,6 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the parent, which stops it cleanly
             )
-        wait_until(
-            self.healthy, timeout_s, f"the {self.command} on port {self.port} to answer /health"
-        )
         return self
 
     def healthy(self) -> bool:

@@ -167,6 +167,10 @@ def lz4_available() -> bool:
     return importlib.util.find_spec("lz4") is not None
 
 
+PRODUCER_BATCH_BYTES = 256 * 1024
+"""Record batch size of carriers' producers; one record must fit (the broker allows 1 MiB)."""
+
+
 def make_producer(
     bootstrap: str,
     *,
@@ -189,7 +193,7 @@ def make_producer(
         "acks": "all",
         "enable_idempotence": False,
         "linger_ms": linger_ms,
-        "max_batch_size": 256 * 1024,
+        "max_batch_size": PRODUCER_BATCH_BYTES,
         "compression_type": compression,
         "request_timeout_ms": 30_000,
     }
@@ -205,6 +209,10 @@ def key_partition(key: bytes, count: int) -> int:
     pure-Python murmur2 costs more than encoding a status.
     """
     return (murmur2(key) & 0x7FFFFFFF) % count
+
+
+class RecordTooLarge(ValueError):
+    """One record does not fit a record batch: the broker would refuse it too."""
 
 
 class BatchSender:
@@ -242,7 +250,10 @@ class BatchSender:
             batch = self._open[slot] = self._producer.create_batch()
             self._open_counts[slot] = 0
             if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"record of {len(value)} bytes exceeds the batch size")
+                raise RecordTooLarge(
+                    f"record too large: {len(value):,} bytes encoded, over the "
+                    f"{PRODUCER_BATCH_BYTES // 1024:,} KiB a record may take"
+                )
         self._open_counts[slot] += 1
 
     async def _submit(self, slot: tuple[str, int]) -> None:

@@ -24,6 +24,9 @@ from streams.metrics import Metrics
 from streams.outputs import OutRecord
 from streams.stuck import StuckIndex
 
+DEAD_LETTER_MAX_VALUE = 900 * 1024
+"""Bytes of an input value a dead letter carries at most (the broker takes 1 MiB a record)."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutputTopics:
@@ -186,7 +189,14 @@ class BatchProcessor:
                 self.metrics.alerts.labels(alert["alert"]).inc()
 
     def dead_letter(self, dead: core.DeadLetter, info: BatchInfo) -> OutRecord:
-        """The original bytes with the reason and their origin."""
+        """The original bytes with the reason and their origin.
+
+        An input record near the broker's size limit would not fit once the headers
+        are added, and an undeliverable dead letter would stop the worker on every
+        restart: such a value is cut to ``DEAD_LETTER_MAX_VALUE`` bytes, with its
+        original length in ``truncated_from`` (the whole record stays in its input
+        topic at ``source_offset``).
+        """
         record = dead.record
         headers = [
             ("reason", dead.reason.encode("utf-8", "replace")[:4000]),
@@ -194,7 +204,11 @@ class BatchProcessor:
             ("source_partition", b"%d" % info.partition),
             ("source_offset", b"%d" % record.offset),
         ]
-        return (self.topics.dead_letter, None, record.key, record.value, headers)
+        value = record.value
+        if value is not None and len(value) > DEAD_LETTER_MAX_VALUE:
+            headers.append(("truncated_from", b"%d" % len(value)))
+            value = value[:DEAD_LETTER_MAX_VALUE]
+        return (self.topics.dead_letter, None, record.key, value, headers)
 
     def stuck_alerts(self, threshold: int, watermark: int) -> list[OutRecord]:
         """Alerts for parcels silent since before ``threshold``, and the index's deletions."""

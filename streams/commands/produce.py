@@ -79,7 +79,13 @@ async def produce_file(
 ) -> ProduceResult:
     """Send every valid line; report invalid ones on stderr; wait for all acknowledgements."""
     from streams.avro import encode_event, topic_base_for
-    from streams.kafka_io import BatchSender, ensure_contract_topics, make_producer, start_client
+    from streams.kafka_io import (
+        BatchSender,
+        RecordTooLarge,
+        ensure_contract_topics,
+        make_producer,
+        start_client,
+    )
 
     prefix = settings.topics
 
@@ -106,7 +112,11 @@ async def produce_file(
                 rejected += 1
                 print(f"line {number}: {exc}", file=sys.stderr)
                 continue
-            await sender.send(topic_for(event), event.parcel_id.encode(), value)
+            try:
+                await sender.send(topic_for(event), event.parcel_id.encode(), value)
+            except RecordTooLarge as exc:
+                rejected += 1
+                print(f"line {number}: {exc}", file=sys.stderr)
         await sender.flush()
     finally:
         await producer.stop()
