@@ -168,7 +168,10 @@ def lz4_available() -> bool:
 
 
 PRODUCER_BATCH_BYTES = 256 * 1024
-"""Record batch size of carriers' producers; one record must fit (the broker allows 1 MiB)."""
+"""Record batch size of carriers' producers (a larger single record gets a batch of its own)."""
+MAX_RECORD_BYTES = 1024 * 1024 - 512
+"""A record's key and value at most: the broker's default ``message.max.bytes`` (1 MiB) less
+the batch framing; a larger one is refused before it is sent, with the line it came from."""
 
 
 def make_producer(
@@ -194,6 +197,7 @@ def make_producer(
         "enable_idempotence": False,
         "linger_ms": linger_ms,
         "max_batch_size": PRODUCER_BATCH_BYTES,
+        "max_request_size": 1024 * 1024,
         "compression_type": compression,
         "request_timeout_ms": 30_000,
     }
@@ -240,6 +244,11 @@ class BatchSender:
         if partitions is None:
             found = await self._producer.partitions_for(topic)
             partitions = self._partitions[topic] = sorted(found)
+        if len(value) + len(key) > MAX_RECORD_BYTES:
+            raise RecordTooLarge(
+                f"record too large: {len(value) + len(key):,} bytes encoded, over the "
+                f"{MAX_RECORD_BYTES:,} a record may take (the broker's message.max.bytes)"
+            )
         slot = (topic, partitions[key_partition(key, len(partitions))])
         batch = self._open.get(slot)
         if batch is None:
@@ -250,10 +259,7 @@ class BatchSender:
             batch = self._open[slot] = self._producer.create_batch()
             self._open_counts[slot] = 0
             if batch.append(key=key, value=value, timestamp=None) is None:
-                raise RecordTooLarge(
-                    f"record too large: {len(value):,} bytes encoded, over the "
-                    f"{PRODUCER_BATCH_BYTES // 1024:,} KiB a record may take"
-                )
+                raise RecordTooLarge(f"record too large: {len(value):,} bytes for one batch")
         self._open_counts[slot] += 1
 
     async def _submit(self, slot: tuple[str, int]) -> None:

@@ -11,6 +11,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -43,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", action="store_true",
         help="also run the raw loop under pyinstrument and report its top costs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--soak", type=float, default=None, metavar="SECONDS",
+        help="instead of the phases: feed one worker new parcels for SECONDS and report its RSS",
+    )  # fmt: skip
+    parser.add_argument(
+        "--soak-rate", type=float, default=2000.0, metavar="EVENTS_PER_S",
+        help="events/s offered during --soak (default 2000)",
     )  # fmt: skip
     parser.add_argument(
         "--bootstrap", default=None,
@@ -88,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         settings=settings,
     )
+    if args.soak is not None:
+        return _soak(args, config)
     try:
         result = run_bench(config)
     except Exception as exc:  # a failed phase: say which, do not dump a trace on users
@@ -100,4 +111,26 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(_human(result))
+    return 0
+
+
+def _soak(args: argparse.Namespace, config: Any) -> int:
+    from load.bench import log
+    from load.soak import run as run_soak
+
+    if args.soak <= 0 or args.soak_rate <= 0:
+        print("trackbone bench: --soak and --soak-rate must be positive", file=sys.stderr)
+        return 2
+    try:
+        result = run_soak(config, args.soak, args.soak_rate)
+    except Exception as exc:
+        log(f"soak failed: {exc!r}")
+        print(f"trackbone bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for key, value in result.items():
+            if key != "soak_samples":
+                print(f"{key:>38}: {value}")
     return 0

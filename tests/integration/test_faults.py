@@ -206,7 +206,7 @@ def test_clickhouse_unavailable_for_a_while(kafka_bootstrap, unique_name, tmp_pa
 
         def failing() -> bool:
             assert sink.alive(), sink.tail()  # it backs off; it does not exit
-            return sink.client.metrics().get("trackbone_sink_restarts", 0) >= 2
+            return sink.client.metrics().get("trackbone_sink_restarts_total", 0) >= 2
 
         wait_for(failing, timeout=60, what="the sink to fail and back off twice")
         assert not sink.client.health()
