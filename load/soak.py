@@ -5,7 +5,8 @@ id tag, so the number of parcels seen grows for the whole run) at ``rate`` event
 Its resident memory is sampled from ``/proc`` every few seconds. The report gives the
 RSS after the warm-up (the first tenth of the run: the interpreter settles)
 and at the end, and the growth per 100,000 parcels seen after the warm-up: near zero
-when every structure is bounded (the state cache, here small so that it fills early;
+when every structure is bounded (the state cache and RocksDB's write buffers and
+block cache, here small so that they fill early;
 the key-partition memo; the stuck index lives in a table); a leak shows up as a
 steady slope.
 """
@@ -25,6 +26,8 @@ SAMPLE_EVERY_S = 2.0
 SOAK_STATE_CACHE = 5_000
 """Decoded states the soaked worker keeps (the default 200,000 would take a soak of
 hours to fill: its plateau is what a run of minutes must reach to show a leak)."""
+SOAK_ROCKSDB_MB = 8
+"""RocksDB memory per table partition in the soak, for the same reason."""
 
 
 def rss_mb(pid: int) -> float | None:
@@ -48,6 +51,7 @@ def soak(
     )
     worker = Worker(bootstrap, settings.topic_prefix, work_dir, config.settings)
     worker.env.setdefault("TRACKBONE_STATE_CACHE_SIZE", str(SOAK_STATE_CACHE))
+    worker.env.setdefault("TRACKBONE_ROCKSDB_MEMORY_MB", str(SOAK_ROCKSDB_MB))
     cache = int(worker.env["TRACKBONE_STATE_CACHE_SIZE"])
     worker.start()
     assert worker.proc is not None
@@ -89,7 +93,10 @@ def soak(
             raise RuntimeError(f"the worker died during the soak:\n{worker.tail()}")
     finally:
         worker.stop()
-    return {"soak_state_cache_size": cache} | soak_result(samples, seconds, rate, events, parcels)
+    rocksdb_mb = int(worker.env["TRACKBONE_ROCKSDB_MEMORY_MB"])
+    return {"soak_state_cache_size": cache, "soak_rocksdb_memory_mb": rocksdb_mb} | soak_result(
+        samples, seconds, rate, events, parcels
+    )
 
 
 def soak_result(

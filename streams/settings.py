@@ -115,6 +115,8 @@ class Settings:
     sink_max_pending_batches: int = 4
     table_store: str = "rocksdb://"
     state_cache_size: int = 200_000
+    rocksdb_memory_mb: int = 64
+    """RocksDB memory per table partition at most (write buffers and block cache)."""
     """Decoded parcel states kept in memory per worker (write-through to the table)."""
     session_timeout_s: float = 30.0
     """How long a crashed worker holds its partitions before the group takes them over."""
@@ -172,6 +174,7 @@ class Settings:
             "SINK_BATCH_ROWS": "sink_batch_rows",
             "SINK_MAX_PENDING_BATCHES": "sink_max_pending_batches",
             "STATE_CACHE_SIZE": "state_cache_size",
+            "ROCKSDB_MEMORY_MB": "rocksdb_memory_mb",
             "MAX_BATCH_RECORDS": "max_batch_records",
             "RECORDS_IN_FLIGHT": "records_in_flight",
         }
