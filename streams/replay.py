@@ -32,15 +32,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections import core
 from projections import fold as fold_
-from streams import avro
+from streams import avro, carrier_auth
+from streams.kafka_io import security_options
 from streams.settings import Settings
 
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 MAX_RECORDS = 10_000
 
-Item = tuple[int, int, int, bytes | None, bytes | None]
-"""(monotonic timestamp, topic index, offset, key, value): sorts in replay order."""
+Item = tuple[int, int, int, bytes | None, bytes | None, Any]
+"""(monotonic timestamp, topic index, offset, key, value, headers): sorts in replay order."""
 
 _timestamp_of = itemgetter(0)
 
@@ -75,9 +76,11 @@ class ReplayResult:
 class ReplayFold:
     """The worker's per-message rules over a plain dict; feed records in replay order."""
 
-    def __init__(self, max_events: int = fold_.MAX_EVENTS) -> None:
+    def __init__(
+        self, max_events: int = fold_.MAX_EVENTS, authorize: core.Authorizer | None = None
+    ) -> None:
         self.max_events = max_events
-        self.rules = core.Rules(max_events=max_events)
+        self.rules = core.Rules(max_events=max_events, authorize=authorize)
         self.states: dict[str, fold_.ParcelState] = {}
         self.records = 0
         self.applied = 0
@@ -108,12 +111,12 @@ class ReplayFold:
             for dead in batch.dead_letters[seen:]:
                 self.dead_offsets.setdefault((topic, partition), set()).add(dead.record.offset)
 
-        for _ts, topic, offset, key, value in items:
+        for _ts, topic, offset, key, value, headers in items:
             if topic != run_topic and run:
                 fold(run, run_topic)
                 run = []
             run_topic = topic
-            run.append(core.Record(key, value, offset))
+            run.append(core.Record(key, value, offset, 0, headers))
         if run:
             fold(run, run_topic)
         for key, change in batch.changes.items():
@@ -156,7 +159,7 @@ class PartitionMerge:
             ts = rec.timestamp
             if ts > last:
                 last = ts
-            buf.append((last, topic, offset, rec.key, rec.value))
+            buf.append((last, topic, offset, rec.key, rec.value, rec.headers or None))
         self.last_ts[topic] = last
 
     def finish(self, topic: int) -> None:
@@ -211,7 +214,9 @@ async def topic_partitions(
     return out
 
 
-def make_consumer(bootstrap: str, *, client_id: str = "trackbone-replay") -> AIOKafkaConsumer:
+def make_consumer(
+    bootstrap: str, *, client_id: str = "trackbone-replay", settings: Settings | None = None
+) -> AIOKafkaConsumer:
     """Build a group-less consumer with big fetches: replay wants throughput, not latency."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -223,6 +228,7 @@ def make_consumer(bootstrap: str, *, client_id: str = "trackbone-replay") -> AIO
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         fetch_max_wait_ms=100,
         check_crcs=False,
+        **security_options(settings),
     )
 
 
@@ -240,7 +246,7 @@ async def replay(
     names = list(topics) if topics is not None else list(settings.topics.inputs)
     index = {name: i for i, name in enumerate(names)}
     collecting = gc.isenabled()
-    consumer = make_consumer(bootstrap)
+    consumer = make_consumer(bootstrap, settings=settings)
     await consumer.start()
     try:
         partitions = await topic_partitions(consumer, names)
@@ -252,7 +258,7 @@ async def replay(
             }
         begins = await consumer.beginning_offsets(partitions)
         started, cpu_started = time.perf_counter(), time.process_time()
-        folder = ReplayFold(settings.max_events_per_parcel)
+        folder = ReplayFold(settings.max_events_per_parcel, carrier_auth.authorizer(settings))
         # States are acyclic (tuples of frozen events), yet every generation-2 collection
         # walks all of them: with the whole history in memory the collector would cost
         # more than the fold. Reference counting still frees everything replaced.

@@ -38,6 +38,7 @@ from streams.clickhouse.rows import (
     status_row,
 )
 from streams.clickhouse.sink import ClickHouseSink
+from streams.kafka_io import security_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class SinkRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 << 20,
+            **security_options(settings),
         )
         try:
             await consumer.start()
