@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from streams.broker_security import MECHANISM, SecureDir, role_acls
+from streams.broker_security import MECHANISM, SecureDir, role_acls, write_private
 from streams.errors import BadKafkaAddressError, BrokerNotRunningError, LocalBrokerError
 from streams.settings import Settings
 
@@ -338,7 +338,17 @@ class LocalBroker:
         return dict(state)
 
     def start(self) -> str:
-        """Start (or find) the broker and return its bootstrap address once it answers."""
+        """Start (or find) the broker and return its bootstrap address once it answers.
+
+        Secure: the default deployment (the settings' topic prefix and app id) gets its
+        topics and ACLs on the first start.
+        """
+        bootstrap = self._start()
+        if self.secure:
+            self.grant(self.settings.topic_prefix, self.settings.app_id, bootstrap)
+        return bootstrap
+
+    def _start(self) -> str:
         self.timings = {}
         with _locked(self.dir / ".lock"):
             running = self.status()
@@ -488,7 +498,7 @@ class LocalBroker:
             text = "\n".join(
                 ln for ln in text.splitlines() if not ln.startswith("share.coordinator.")
             )
-        self.properties.write_text(text)
+        write_private(self.properties, text)  # secure: it holds the broker's passwords
 
     def _format_storage(self, java: str) -> None:
         marker = self.dir / ".formatted"  # written last: an interrupted format is redone
@@ -594,8 +604,6 @@ class LocalBroker:
                 )
             time.sleep(0.2)  # poll interval between probes, not a synchronisation
         self.timings["start_to_ready_s"] = time.perf_counter() - started
-        if self.secure:
-            self.grant(self.settings.topic_prefix, self.settings.app_id, bootstrap)
         state["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
         return bootstrap

@@ -47,7 +47,7 @@ class SecurityError(LocalBrokerError, RuntimeError):
     """The secure set-up (certificates, credentials, ACLs) could not be made."""
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Owner-only from the first byte: the file is created 0600, never chmod-ed after."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -66,7 +66,13 @@ class Acl:
 
     def line(self) -> str:
         return "\t".join(
-            (f"User:{self.principal}", self.resource, self.pattern, self.name, self.operation)
+            (
+                f"User:{self.principal}",
+                self.resource.upper(),
+                self.pattern.upper(),
+                self.name,
+                self.operation.upper(),
+            )
         )
 
 
@@ -151,9 +157,9 @@ class SecureDir:
         internal = {"store": secrets.token_urlsafe(24), "controller": secrets.token_urlsafe(24)}
         self._make_certificates(keytool, internal["store"])
         for role, password in passwords.items():
-            _write_private(self.password_file(role), password + "\n")
-        _write_private(self.carrier_keys, "{}\n")
-        _write_private(self.internal, json.dumps(internal) + "\n")  # last: marks complete
+            write_private(self.password_file(role), password + "\n")
+        write_private(self.carrier_keys, "{}\n")
+        write_private(self.internal, json.dumps(internal) + "\n")  # last: marks complete
         return passwords
 
     def _make_certificates(self, keytool: str, store: str) -> None:
@@ -318,6 +324,8 @@ class SecureDir:
             f"ssl.keystore.location={self.keystore}",
             f"ssl.keystore.password={store}",
             f"ssl.key.password={store}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.ca_pem}",
             "ssl.client.auth=none",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found=false",
@@ -366,7 +374,7 @@ class SecureDir:
                 "org.apache.kafka.common.security.scram.ScramLoginModule required "
                 f'username="admin" password="{self.password("admin")}";'
             )
-            _write_private(
+            write_private(
                 props,
                 "\n".join(
                     [
@@ -407,5 +415,5 @@ class SecureDir:
 
         keys = json.loads(self.carrier_keys.read_text()) if self.carrier_keys.is_file() else {}
         keys[carrier] = key = new_key()
-        _write_private(self.carrier_keys, json.dumps(keys, indent=2, sort_keys=True) + "\n")
+        write_private(self.carrier_keys, json.dumps(keys, indent=2, sort_keys=True) + "\n")
         return key
