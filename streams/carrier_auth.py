@@ -12,8 +12,9 @@ record with two headers:
 
 A worker with keys configured dead-letters (reason ``unauthorized: ...``) a record that
 is unsigned, signed by an unknown carrier, badly signed, or whose event's ``source``
-(and, for a hand-over, one of its parties) the signing carrier does not own. A carrier
-owns its own id and the ids below it (``aliexpress`` owns ``aliexpress:MHGH00609``).
+the signing carrier does not own (a hand-over may also be reported by either of its
+parties). A carrier owns its own id and the ids below it (``aliexpress`` owns
+``aliexpress:MHGH00609``).
 """
 
 from __future__ import annotations
@@ -100,13 +101,13 @@ def make_authorizer(keys: Mapping[str, str]) -> Authorizer:
         expected = signature(key, carrier, record.key, value)
         if not hmac.compare_digest(expected.encode(), raw_signature):
             return f"bad signature for carrier {carrier!r}"
-        if not owns(carrier, event.source):
-            return f"carrier {carrier!r} does not own source {event.source!r}"
-        if isinstance(event, ParcelHandedOver) and not (
+        if owns(carrier, event.source):
+            return None
+        if isinstance(event, ParcelHandedOver) and (
             owns(carrier, event.from_party) or owns(carrier, event.to_party)
         ):
-            return f"carrier {carrier!r} is no party to the hand-over"
-        return None
+            return None  # either party of a hand-over witnessed it
+        return f"carrier {carrier!r} does not own source {event.source!r}"
 
     return authorize
 
