@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from streams import avro
-from streams.clickhouse.client import connect, database_name
+from streams.clickhouse.client import connect, database_name, is_embedded
 from streams.clickhouse.rows import (
     PARCEL_ETA,
     PARCEL_EVENTS,
@@ -126,7 +126,8 @@ class SinkRunner:
         settings = self.settings
         self._source_ts.clear()  # a new consumer re-reads from the committed offsets
         client = await asyncio.to_thread(connect, settings)
-        await asyncio.to_thread(migrate, client, database_name(settings))
+        server = not is_embedded(settings.clickhouse_url)
+        await asyncio.to_thread(migrate, client, database_name(settings), server=server)
         self.sink = ClickHouseSink.from_settings(
             settings, client, database=database_name(settings), on_committed=self._committed
         )
