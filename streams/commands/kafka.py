@@ -19,7 +19,7 @@ from streams.broker_security import ROLE_SUMMARY, ROLES
 from streams.errors import UsageError
 from streams.settings import Settings
 
-ACTIONS = ("start", "stop", "status", "users", "grant", "carrier-key", "env")
+ACTIONS = ("start", "stop", "status", "users", "grant", "carrier-key", "env", "topics")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=ACTIONS,
         help="start (idempotent: prints the bootstrap address), stop, status (JSON); secure"
         " broker: users (the roles), grant (a deployment's topics and ACLs), carrier-key"
-        " CARRIER (a new signing key, printed once), env ROLE (the client variables)",
+        " CARRIER (a new signing key, printed once), env ROLE (the client variables);"
+        " topics: create a deployment's topics at the configured broker (as admin)",
     )
     parser.add_argument("name", nargs="?", help="carrier-key: the carrier id; env: the role")
     parser.add_argument(
@@ -68,6 +69,18 @@ def run(args: argparse.Namespace) -> int:
             print("kafka stopped", file=sys.stderr)
         else:
             print("kafka was not running", file=sys.stderr)
+        return 0
+    if args.action == "topics":
+        from streams.broker import resolve_bootstrap, run_coro
+        from streams.kafka_io import ensure_deployment_topics
+
+        if args.topic_prefix is not None:
+            settings = replace(settings, topic_prefix=args.topic_prefix)
+        if args.app_id:
+            settings = replace(settings, app_id=args.app_id)
+        bootstrap = resolve_bootstrap(settings)
+        run_coro(lambda: ensure_deployment_topics(settings, bootstrap))
+        print(f"topics of prefix {settings.topic_prefix!r} ready at {bootstrap}", file=sys.stderr)
         return 0
     if args.action == "status":
         state = broker.status()
