@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,26 @@ def handle(key: bytes, value: bytes | None) -> dict[str, Any]:
     }
 
 
+def security_from_env() -> dict[str, Any]:
+    """TLS/SASL options from the same variables trackbone reads (a secured broker)."""
+    from aiokafka.helpers import create_ssl_context
+
+    env = os.environ
+    protocol = env.get("TRACKBONE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=env.get("TRACKBONE_KAFKA_CA_FILE"))
+    if protocol.startswith("SASL_"):
+        password = env.get("TRACKBONE_KAFKA_PASSWORD")
+        if not password and env.get("TRACKBONE_KAFKA_PASSWORD_FILE"):
+            with open(env["TRACKBONE_KAFKA_PASSWORD_FILE"]) as fh:
+                password = fh.read().strip()
+        options["sasl_mechanism"] = env.get("TRACKBONE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        options["sasl_plain_username"] = env.get("TRACKBONE_KAFKA_USER")
+        options["sasl_plain_password"] = password
+    return options
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", required=True, help="Kafka host:port")
@@ -81,6 +102,7 @@ async def main() -> None:
         group_id=None,  # a real app would use its own group id and commit offsets
         auto_offset_reset="earliest",  # the compacted topic holds the latest per parcel
         enable_auto_commit=False,
+        **security_from_env(),
     )
     await consumer.start()
     try:

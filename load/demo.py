@@ -43,6 +43,7 @@ from load.worker_process import (
 )
 from projections.jsonform import format_time, parse_time
 from projections.milestones import CUSTOMS_MILESTONE, FORWARD_RANK, SCAN_MILESTONE, Milestone
+from streams.kafka_io import security_options
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,7 +212,9 @@ async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[Any]:
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackbone-demo")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="trackbone-demo", **security_options()
+    )
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -238,7 +241,9 @@ class StatusOffsets:
         from aiokafka import AIOKafkaConsumer
 
         self._partitions = await topic_partitions(self.bootstrap, [self.topic])
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, **security_options()
+        )
         await self._consumer.start()
         return self
 
@@ -370,8 +375,10 @@ async def committed_all(bootstrap: str, group: str, topics: Sequence[str]) -> bo
     partitions = await topic_partitions(bootstrap, topics)
     if not partitions:
         return False
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackbone-demo")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **security_options())
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="trackbone-demo", **security_options()
+    )
     await consumer.start()
     await admin.start()
     try:
@@ -400,6 +407,7 @@ async def read_status_topic(bootstrap: str, topic: str) -> StatusTopicView:
         raise DemoError(f"topic {topic} has no partitions (does it exist?)")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **security_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -984,7 +992,9 @@ async def delete_run_topics(bootstrap: str, settings: Settings) -> int:
     """Delete the topics this run created (its prefix, and the worker's internal ones)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackbone-demo")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="trackbone-demo", **security_options()
+    )
     await admin.start()
     try:
         names = [

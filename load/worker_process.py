@@ -85,15 +85,17 @@ def worker_env(bootstrap: str, prefix: str, app_id: str, **extra: str) -> dict[s
 class ServiceClient:
     """What every trackbone HTTP API has: /health and Prometheus /metrics."""
 
-    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 60.0, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.api_key = api_key
 
     def call(self, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         request = urllib.request.Request(
             self.url + path,
             data=body,
-            headers={"Content-Type": "application/json"} if body is not None else {},
+            headers=({"Content-Type": "application/json"} if body is not None else {})
+            | ({"X-API-Key": self.api_key} if self.api_key else {}),
             method="POST" if body is not None else "GET",
         )
         try:
@@ -177,7 +179,7 @@ class ServiceProcess:
         self.port = free_port()
         self.log = log or data_dir / f"{self.command}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client = self.client_class(self.url)
+        self.client = self.client_class(self.url, api_key=self.env.get("TRACKBONE_API_KEY"))
 
     @property
     def url(self) -> str:

@@ -19,7 +19,7 @@ alerts and event deltas are kept in arrival order.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ from projections.milestones import Milestone
 
 __all__ = [
     "SOURCES",
+    "Authorizer",
     "Batch",
     "DeadLetter",
     "Delta",
@@ -67,6 +68,12 @@ class Record(NamedTuple):
     """The record's bytes (or whatever the decoder reads: a JSON line, an event)."""
     offset: int
     timestamp_ms: int = 0
+    headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None = None
+    """Kafka's record headers (the carrier's signature), when the record came from Kafka."""
+
+
+Authorizer = Callable[[Record, Event], "str | None"]
+"""May this record's sender report this event? None: yes; else why not (dead-lettered)."""
 
 
 @dataclass(slots=True)
@@ -113,6 +120,8 @@ class Rules:
     """An event this far after its record's timestamp is dead-lettered (``future``): a
     unit mistake (micro- for milliseconds) or a wrong year would otherwise move stream
     time, and with it lateness and stuck checks, for every parcel of the partition."""
+    authorize: Authorizer | None = None
+    """Carrier identity (``streams.carrier_auth``); None: every sender may report anything."""
 
 
 @dataclass(slots=True)
@@ -193,6 +202,7 @@ def process(
     max_events = rules.max_events
     check_keys = rules.check_keys
     max_future = rules.max_future_ms
+    authorize = rules.authorize
     event_time = batch.event_time
     count = applied = duplicates = 0
     for record in records:
@@ -209,6 +219,9 @@ def process(
             elif key is None or key.decode("utf-8", "replace") != event.parcel_id:
                 reason = f"invalid: message key {key!r} is not the event's parcel_id"
                 batch.dead_letters.append(DeadLetter(record, reason))
+                continue
+            if authorize is not None and (denied := authorize(record, event)) is not None:
+                batch.dead_letters.append(DeadLetter(record, f"unauthorized: {denied}"))
                 continue
             ahead = event.event_time - record.timestamp_ms
             if max_future is not None and record.timestamp_ms and ahead > max_future:

@@ -22,10 +22,10 @@ from faust.types import TP
 
 from projections import core
 from projections import fold as fold_
-from streams import avro
+from streams import avro, carrier_auth
 from streams.batching import SCHEME, BatchApp, BatchSchema, RecordBatch
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring
-from streams.kafka_io import ensure_contract_topics, ensure_topics
+from streams.kafka_io import ensure_deployment_topics, faust_credentials
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import BatchInfo, BatchProcessor, OutputTopics
@@ -46,6 +46,7 @@ class TrackboneApp:
         self.app = BatchApp(
             settings.app_id,
             broker=f"{SCHEME}://{bootstrap}",
+            broker_credentials=faust_credentials(settings),
             store=settings.table_store,
             datadir=str(settings.data_dir / "faust"),
             web_host=settings.web_host,
@@ -97,6 +98,7 @@ class TrackboneApp:
                 max_future_ms=settings.max_future_ms,
                 risk_threshold=settings.promise_risk_threshold,
                 estimate=self.eta.estimate if settings.eta_enabled else None,
+                authorize=carrier_auth.authorizer(settings),
             ),
             self.states.data,
             StuckIndex(self.stuck_table.data),
@@ -107,6 +109,7 @@ class TrackboneApp:
             bootstrap,
             client_id=f"{settings.app_id}-outputs",
             max_in_flight=settings.records_in_flight,
+            settings=settings,
         )
         for table in (self.states, self.stuck_table):
             self.outputs.on_sent(table.changelog_topic.get_topic_name(), _persisted(table))
@@ -248,13 +251,4 @@ def _persisted(table: Any) -> Callable[[int, int], None]:
 
 async def ensure_worker_topics(settings: Settings, bootstrap: str) -> None:
     """The contract's topics, plus the internal ones this app reads and writes."""
-    await ensure_contract_topics(settings, bootstrap)
-    await ensure_topics(bootstrap, [settings.topics.parcel_events], settings.partitions)
-    # Lane statistics live in one partition: a global table read by every worker.
-    lane_changelog = f"{settings.app_id}-lane-stats-changelog"
-    await ensure_topics(
-        bootstrap,
-        [settings.topics.name(LANE_OBSERVATIONS_BASE), lane_changelog],
-        1,
-        compacted=[lane_changelog],
-    )
+    await ensure_deployment_topics(settings, bootstrap)

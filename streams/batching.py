@@ -51,7 +51,11 @@ class RecordBatch:
 def _record(message: Message) -> Record:
     timestamp = message.timestamp
     return Record(
-        message.key, message.value, message.offset, round(timestamp * 1000) if timestamp else 0
+        message.key,
+        message.value,
+        message.offset,
+        round(timestamp * 1000) if timestamp else 0,
+        message.headers or None,
     )
 
 

@@ -33,10 +33,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streams.broker_security import MECHANISM, SecureDir, role_acls, write_private
 from streams.errors import BadKafkaAddressError, BrokerNotRunningError, LocalBrokerError
 from streams.settings import Settings
 
@@ -169,7 +171,9 @@ def port_open(address: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
-async def answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
+async def answers(
+    bootstrap: str, timeout_s: float = 5.0, security: dict[str, Any] | None = None
+) -> bool:
     """One readiness probe: an admin client can bootstrap and list topics."""
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -181,6 +185,7 @@ async def answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
         bootstrap_servers=bootstrap,
         client_id="trackbone-readiness",
         request_timeout_ms=int(timeout_s * 1000),
+        **(security or {}),
     )
     try:
         async with asyncio.timeout(timeout_s):
@@ -213,7 +218,9 @@ def _now_iso() -> str:
 class LocalBroker:
     """A single-node KRaft broker+controller on loopback, owned by one data dir."""
 
-    def __init__(self, settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
+    def __init__(
+        self, settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S, secure: bool = False
+    ) -> None:
         self.settings = settings
         self.ready_timeout_s = ready_timeout_s
         self.dir = (settings.data_dir / "kafka").resolve()
@@ -226,6 +233,14 @@ class LocalBroker:
         self.libs = (settings.kafka_home / self.version / "libs").resolve()
         self.timings: dict[str, float] = {}
         self._proc: subprocess.Popen[bytes] | None = None
+        self.security = SecureDir(self.dir)
+        self.secure = secure or self.security.exists()
+        """Secure once, secure for good: the storage holds the SCRAM users."""
+        self.new_passwords: dict[str, str] | None = None
+        """Role passwords made by this start (printed once by ``trackbone kafka start``)."""
+
+    def _probe_options(self) -> dict[str, Any] | None:
+        return self.security.client_options("admin") if self.secure else None
 
     # jars -------------------------------------------------------------------------------
 
@@ -323,7 +338,17 @@ class LocalBroker:
         return dict(state)
 
     def start(self) -> str:
-        """Start (or find) the broker and return its bootstrap address once it answers."""
+        """Start (or find) the broker and return its bootstrap address once it answers.
+
+        Secure: the default deployment (the settings' topic prefix and app id) gets its
+        topics and ACLs on the first start.
+        """
+        bootstrap = self._start()
+        if self.secure:
+            self.grant(self.settings.topic_prefix, self.settings.app_id, bootstrap)
+        return bootstrap
+
+    def _start(self) -> str:
         self.timings = {}
         with _locked(self.dir / ".lock"):
             running = self.status()
@@ -334,6 +359,13 @@ class LocalBroker:
             java = shutil.which("java")
             if java is None:
                 raise BrokerError("`java` is not on PATH: the broker needs a JDK 17+")
+            if self.secure:
+                if (self.dir / ".formatted").is_file() and not self.security.exists():
+                    raise BrokerError(
+                        f"the broker under {self.dir} was formatted without --secure (its "
+                        "storage has no SCRAM users): use a fresh --data-dir for --secure"
+                    )
+                self.new_passwords = self.security.ensure()
             last_error: BrokerError | None = None
             recorded = self._recorded_ports()
             for attempt in range(3):
@@ -408,7 +440,7 @@ class LocalBroker:
         bootstrap = str(state["bootstrap"])
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
-            if run_coro(lambda: answers(bootstrap, timeout_s=3.0)):
+            if run_coro(lambda: answers(bootstrap, 3.0, self._probe_options())):
                 self.timings["start_to_ready_s"] = 0.0
                 return bootstrap
             if self.status() is None:
@@ -459,12 +491,14 @@ class LocalBroker:
             DATA_DIR=str(self.log_dirs),
             PARTITIONS=self.settings.partitions,
         )
+        if self.secure:
+            text = self.security.server_properties(text, ports["broker"], ports["controller"])
         if self.version.startswith("3."):
             # share groups (and their coordinator settings) arrived in 4.0
             text = "\n".join(
                 ln for ln in text.splitlines() if not ln.startswith("share.coordinator.")
             )
-        self.properties.write_text(text)
+        write_private(self.properties, text)  # secure: it holds the broker's passwords
 
     def _format_storage(self, java: str) -> None:
         marker = self.dir / ".formatted"  # written last: an interrupted format is redone
@@ -490,6 +524,7 @@ class LocalBroker:
             new_cluster_id(),
             "-c",
             str(self.properties),
+            *(self.security.scram_format_args() if self.secure else []),
         ]
         done = subprocess.run(
             cmd, capture_output=True, text=True, timeout=FORMAT_TIMEOUT_S, check=False
@@ -541,6 +576,7 @@ class LocalBroker:
             "kafka_version": self.version,
             "data_dir": str(self.dir),
             "cds_dump": cds_dump,
+            "secure": self.secure,
         }
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
         self.ports_file.write_text(json.dumps(ports) + "\n")
@@ -556,7 +592,7 @@ class LocalBroker:
                     f"Kafka broker exited with code {proc.returncode} during start-up. "
                     f"Log {self.log_file} ends with:\n{log_tail}"
                 )
-            if run_coro(lambda: answers(bootstrap, timeout_s=2.0)):
+            if run_coro(lambda: answers(bootstrap, 2.0, self._probe_options())):
                 break
             if time.monotonic() > deadline:
                 self._kill(proc)
@@ -571,6 +607,43 @@ class LocalBroker:
         state["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
         return bootstrap
+
+    def grant(self, topic_prefix: str, app_id: str, bootstrap: str | None = None) -> bool:
+        """Create a deployment's topics (as admin) and its roles' ACLs, once per deployment."""
+        from streams.kafka_io import ensure_deployment_topics
+
+        if not self.secure:
+            raise BrokerError("ACLs need the secure broker: `trackbone kafka start --secure`")
+        granted_file = self.security.dir / "granted.json"
+        try:
+            granted = set(json.loads(granted_file.read_text()))
+        except (OSError, ValueError):
+            granted = set()
+        name = f"{topic_prefix}|{app_id}"
+        if name in granted:
+            return False
+        if bootstrap is None:
+            bootstrap = resolve_bootstrap(self.settings)
+        started = time.perf_counter()
+        admin = replace(
+            self.settings,
+            topic_prefix=topic_prefix,
+            app_id=app_id,
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism=MECHANISM,
+            kafka_user="admin",
+            kafka_password=self.security.password("admin"),
+            kafka_ca_file=self.security.ca_pem,
+        )
+        run_coro(lambda: ensure_deployment_topics(admin, bootstrap))
+        java = shutil.which("java") or "java"
+        self.security.create_acls(
+            java, self._classpath(), TOOLS_LOG4J, bootstrap, role_acls(topic_prefix, app_id)
+        )
+        granted.add(name)
+        granted_file.write_text(json.dumps(sorted(granted)) + "\n")
+        self.timings["grant_s"] = time.perf_counter() - started
+        return True
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):

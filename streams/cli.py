@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "clickhouse": ("clickhouse", "manage the ClickHouse schema (init, migrations)"),
     "query": ("query", "run a read-only SQL query against the tracking database"),
     "verify": ("verify", "reconcile inputs, offsets, dead letters, statuses and ClickHouse"),
+    "api-key": ("api_key", "make an HTTP API key: the key (for clients) and its digest"),
 }
 
 

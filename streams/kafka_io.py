@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, for_code
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
 from streams.errors import KafkaUnreachableError
@@ -24,6 +25,45 @@ from streams.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
 METADATA_TIMEOUT_S = 30.0
+
+
+def security_options(settings: Settings | None = None) -> dict[str, Any]:
+    """Connection-security keyword arguments, from the one settings object.
+
+    Every client of the project (producers, consumers, admin clients, Faust's own
+    through ``faust_credentials``) is built with these, so none connects in plaintext
+    by oversight. ``settings=None`` reads the environment (``Settings.from_env``).
+    """
+    s = Settings.from_env() if settings is None else settings
+    protocol = s.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(s.kafka_ca_file) if s.kafka_ca_file else None
+        )
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = s.kafka_sasl_mechanism
+        options["sasl_plain_username"] = s.kafka_user
+        options["sasl_plain_password"] = s.kafka_password
+    return options
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same security as ``security_options``, as Faust's ``broker_credentials``."""
+    import faust
+
+    options = security_options(settings)
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return faust.SASLCredentials(
+        username=settings.kafka_user,
+        password=settings.kafka_password,
+        ssl_context=options.get("ssl_context"),
+        mechanism=settings.kafka_sasl_mechanism,
+    )
 
 
 class TopicError(RuntimeError):
@@ -56,6 +96,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout_s: float = METADATA_TIMEOUT_S,
+    settings: Settings | None = None,
 ) -> None:
     """Create the missing topics, then wait until metadata shows all their partitions.
 
@@ -67,7 +108,9 @@ async def ensure_topics(
     wanted = list(dict.fromkeys([*names, *compact]))
     if not wanted:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackbone-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="trackbone-admin", **security_options(settings)
+    )
     await start_client(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
@@ -92,13 +135,17 @@ async def ensure_topics(
                     failures.append(f"{topic}: {detail}")
             if failures:
                 raise TopicError("could not create topics: " + "; ".join(failures))
-        await _await_metadata(admin, bootstrap, wanted, timeout_s)
+        await _await_metadata(admin, bootstrap, wanted, timeout_s, settings)
     finally:
         await admin.close()
 
 
 async def _await_metadata(
-    admin: AIOKafkaAdminClient, bootstrap: str, names: list[str], timeout_s: float
+    admin: AIOKafkaAdminClient,
+    bootstrap: str,
+    names: list[str],
+    timeout_s: float,
+    settings: Settings | None = None,
 ) -> None:
     """Creation returns before every partition has a leader; producers need leaders."""
     deadline = time.monotonic() + timeout_s
@@ -121,11 +168,16 @@ async def _await_metadata(
             raise TopicError(f"topics not ready after {timeout_s:.0f} s: {', '.join(pending)}")
         if pending:
             await asyncio.sleep(0.1)  # poll interval, not a synchronisation
-    await _await_leaders_serving(bootstrap, partitions, max(1.0, deadline - time.monotonic()))
+    await _await_leaders_serving(
+        bootstrap, partitions, max(1.0, deadline - time.monotonic()), settings
+    )
 
 
 async def _await_leaders_serving(
-    bootstrap: str, partitions: list[TopicPartition], timeout_s: float
+    bootstrap: str,
+    partitions: list[TopicPartition],
+    timeout_s: float,
+    settings: Settings | None = None,
 ) -> None:
     """Wait until each leader serves its partition, not only names it.
 
@@ -140,6 +192,7 @@ async def _await_leaders_serving(
         enable_auto_commit=False,
         retry_backoff_ms=20,
         request_timeout_ms=int(timeout_s * 1000),
+        **security_options(settings),
     )
     await start_client(consumer, bootstrap)
     try:
@@ -160,7 +213,25 @@ def contract_topics(settings: Settings) -> tuple[list[str], list[str]]:
 async def ensure_contract_topics(settings: Settings, bootstrap: str) -> None:
     """Create the five inputs and four outputs of contract section 4 if missing."""
     names, compacted = contract_topics(settings)
-    await ensure_topics(bootstrap, names, settings.partitions, compacted)
+    await ensure_topics(bootstrap, names, settings.partitions, compacted, settings=settings)
+
+
+async def ensure_deployment_topics(settings: Settings, bootstrap: str) -> None:
+    """Every topic of a deployment outside Faust's own: the contract's and the internal ones.
+
+    On a secured cluster only the admin creates topics (``trackbone kafka grant``).
+    """
+    await ensure_contract_topics(settings, bootstrap)
+    topics = settings.topics
+    await ensure_topics(bootstrap, [topics.parcel_events], settings.partitions, settings=settings)
+    lane_changelog = f"{settings.app_id}-lane-stats-changelog"
+    await ensure_topics(
+        bootstrap,
+        [topics.name("tracking.lane-observations"), lane_changelog],
+        1,
+        compacted=[lane_changelog],
+        settings=settings,
+    )
 
 
 def lz4_available() -> bool:
@@ -180,6 +251,7 @@ def make_producer(
     linger_ms: int = 5,
     compression: str | None = None,
     client_id: str = "trackbone-producer",
+    settings: Settings | None = None,
     **overrides: Any,
 ) -> AIOKafkaProducer:
     """Build a producer tuned for bulk carrier feeds; the caller starts and stops it.
@@ -200,6 +272,7 @@ def make_producer(
         "max_request_size": 1024 * 1024,
         "compression_type": compression,
         "request_timeout_ms": 30_000,
+        **security_options(settings),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -239,7 +312,9 @@ class BatchSender:
         self.failed = 0
         self.first_error: BaseException | None = None
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+    async def send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         partitions = self._partitions.get(topic)
         if partitions is None:
             found = await self._producer.partitions_for(topic)
@@ -254,11 +329,12 @@ class BatchSender:
         if batch is None:
             batch = self._open[slot] = self._producer.create_batch()
             self._open_counts[slot] = 0
-        if batch.append(key=key, value=value, timestamp=None) is None:
+        extra = {"headers": headers} if headers else {}
+        if batch.append(key=key, value=value, timestamp=None, **extra) is None:
             await self._submit(slot)
             batch = self._open[slot] = self._producer.create_batch()
             self._open_counts[slot] = 0
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None, **extra) is None:
                 raise RecordTooLarge(f"record too large: {len(value):,} bytes for one batch")
         self._open_counts[slot] += 1
 

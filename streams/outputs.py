@@ -32,7 +32,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from mode import Service
 
-from streams.kafka_io import key_partition
+from streams.kafka_io import key_partition, security_options
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class Outputs(Service):
         *,
         client_id: str,
         max_in_flight: int = DEFAULT_RECORDS_IN_FLIGHT,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
+        self.settings = settings
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.max_in_flight = max_in_flight
@@ -112,6 +115,7 @@ class Outputs(Service):
                 max_batch_size=MAX_BATCH_BYTES,
                 max_request_size=MAX_BATCH_BYTES + 65536,
                 linger_ms=0,
+                **security_options(self.settings),
             )
             await producer.start()
             self._producer = producer

@@ -32,15 +32,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections import core
 from projections import fold as fold_
-from streams import avro
+from streams import avro, carrier_auth
+from streams.kafka_io import security_options
 from streams.settings import Settings
 
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 MAX_RECORDS = 10_000
 
-Item = tuple[int, int, int, bytes | None, bytes | None, int]
-"""(monotonic timestamp, topic index, offset, key, value, the record's own timestamp):
+Item = tuple[int, int, int, bytes | None, bytes | None, int, Any]
+"""(monotonic timestamp, topic index, offset, key, value, the record's own timestamp, headers):
 sorts in replay order (topic and offset are never equal, so nothing after them is compared)."""
 
 _timestamp_of = itemgetter(0)
@@ -77,10 +78,15 @@ class ReplayFold:
     """The worker's per-message rules over a plain dict; feed records in replay order."""
 
     def __init__(
-        self, max_events: int = fold_.MAX_EVENTS, max_future_ms: int | None = None
+        self,
+        max_events: int = fold_.MAX_EVENTS,
+        max_future_ms: int | None = None,
+        authorize: core.Authorizer | None = None,
     ) -> None:
         self.max_events = max_events
-        self.rules = core.Rules(max_events=max_events, max_future_ms=max_future_ms)
+        self.rules = core.Rules(
+            max_events=max_events, max_future_ms=max_future_ms, authorize=authorize
+        )
         self.states: dict[str, fold_.ParcelState] = {}
         self.records = 0
         self.applied = 0
@@ -111,12 +117,12 @@ class ReplayFold:
             for dead in batch.dead_letters[seen:]:
                 self.dead_offsets.setdefault((topic, partition), set()).add(dead.record.offset)
 
-        for _ts, topic, offset, key, value, timestamp in items:
+        for _ts, topic, offset, key, value, timestamp, headers in items:
             if topic != run_topic and run:
                 fold(run, run_topic)
                 run = []
             run_topic = topic
-            run.append(core.Record(key, value, offset, timestamp))
+            run.append(core.Record(key, value, offset, timestamp, headers))
         if run:
             fold(run, run_topic)
         for key, change in batch.changes.items():
@@ -159,7 +165,7 @@ class PartitionMerge:
             ts = rec.timestamp
             if ts > last:
                 last = ts
-            buf.append((last, topic, offset, rec.key, rec.value, ts))
+            buf.append((last, topic, offset, rec.key, rec.value, ts, rec.headers or None))
         self.last_ts[topic] = last
 
     def finish(self, topic: int) -> None:
@@ -214,7 +220,9 @@ async def topic_partitions(
     return out
 
 
-def make_consumer(bootstrap: str, *, client_id: str = "trackbone-replay") -> AIOKafkaConsumer:
+def make_consumer(
+    bootstrap: str, *, client_id: str = "trackbone-replay", settings: Settings | None = None
+) -> AIOKafkaConsumer:
     """Build a group-less consumer with big fetches: replay wants throughput, not latency."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -226,6 +234,7 @@ def make_consumer(bootstrap: str, *, client_id: str = "trackbone-replay") -> AIO
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         fetch_max_wait_ms=100,
         check_crcs=False,
+        **security_options(settings),
     )
 
 
@@ -243,7 +252,7 @@ async def replay(
     names = list(topics) if topics is not None else list(settings.topics.inputs)
     index = {name: i for i, name in enumerate(names)}
     collecting = gc.isenabled()
-    consumer = make_consumer(bootstrap)
+    consumer = make_consumer(bootstrap, settings=settings)
     await consumer.start()
     try:
         partitions = await topic_partitions(consumer, names)
@@ -255,7 +264,11 @@ async def replay(
             }
         begins = await consumer.beginning_offsets(partitions)
         started, cpu_started = time.perf_counter(), time.process_time()
-        folder = ReplayFold(settings.max_events_per_parcel, settings.max_future_ms)
+        folder = ReplayFold(
+            settings.max_events_per_parcel,
+            settings.max_future_ms,
+            carrier_auth.authorizer(settings),
+        )
         # States are acyclic (tuples of frozen events), yet every generation-2 collection
         # walks all of them: with the whole history in memory the collector would cost
         # more than the fold. Reference counting still frees everything replaced.

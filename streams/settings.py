@@ -84,7 +84,10 @@ def _default_kafka_home() -> Path:
     return Path.home() / ".cache" / "trackbone" / "kafka"
 
 
-@dataclass(frozen=True, slots=True)
+SECRET_FIELDS = frozenset({"kafka_password", "carrier_key", "api_keys", "api_key"})
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """Everything configurable, read once from ``TRACKBONE_*`` variables."""
 
@@ -126,6 +129,40 @@ class Settings:
     """Output records handed to Kafka and not yet stored, at most, before the worker waits."""
     eta_enabled: bool = True
     """False: no ETA estimates or lane learning (to measure what they cost)."""
+    kafka_security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (``trackbone kafka start --secure``)."""
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_user: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    """From ``TRACKBONE_KAFKA_PASSWORD`` or the file ``TRACKBONE_KAFKA_PASSWORD_FILE`` names."""
+    kafka_ca_file: Path | None = None
+    """PEM bundle that signed the broker's certificate (None: the system's trust store)."""
+    carrier_id: str | None = None
+    """The carrier this producer speaks for: it signs each record (``carrier_auth``)."""
+    carrier_key: str | None = field(default=None, repr=False)
+    carrier_keys_file: Path | None = None
+    """JSON ``{carrier: key}``: the worker checks signatures with it (None: no check)."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """SHA-256 hex digests of the HTTP API keys (``TRACKBONE_API_KEYS``, comma-separated)."""
+    api_key: str | None = field(default=None, repr=False)
+    """The key this process sends to a sink's keyed endpoints (``trackbone query``, bench)."""
+    parcels_public: bool = True
+    """False: ``GET /parcels/{id}`` needs an API key too."""
+    web_max_body_bytes: int = 64 * 1024
+    web_request_timeout_s: float = 30.0
+
+    def __repr__(self) -> str:
+        """Secrets masked: settings get logged, passwords must not."""
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in SECRET_FIELDS and value:
+                value = "***"
+            elif name == "clickhouse_dsn" and value and "@" in value:
+                scheme, _, rest = value.partition("://")
+                value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def topics(self) -> Topics:
@@ -164,8 +201,20 @@ class Settings:
             "CLICKHOUSE_DATABASE": "clickhouse_database",
             "WEB_HOST": "web_host",
             "TABLE_STORE": "table_store",
+            "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
+            "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
+            "KAFKA_USER": "kafka_user",
+            "KAFKA_PASSWORD": "kafka_password",
+            "CARRIER_ID": "carrier_id",
+            "CARRIER_KEY": "carrier_key",
+            "API_KEY": "api_key",
         }
-        paths = {"DATA_DIR": "data_dir", "KAFKA_HOME": "kafka_home"}
+        paths = {
+            "DATA_DIR": "data_dir",
+            "KAFKA_HOME": "kafka_home",
+            "KAFKA_CA_FILE": "kafka_ca_file",
+            "CARRIER_KEYS_FILE": "carrier_keys_file",
+        }
         ints = {
             "PARTITIONS": "partitions",
             "WEB_PORT": "web_port",
@@ -177,6 +226,7 @@ class Settings:
             "ROCKSDB_MEMORY_MB": "rocksdb_memory_mb",
             "MAX_BATCH_RECORDS": "max_batch_records",
             "RECORDS_IN_FLIGHT": "records_in_flight",
+            "WEB_MAX_BODY_BYTES": "web_max_body_bytes",
         }
         floats = {
             "STUCK_AFTER_HOURS": "stuck_after_hours",
@@ -185,6 +235,7 @@ class Settings:
             "SINK_FLUSH_S": "sink_flush_s",
             "SESSION_TIMEOUT_S": "session_timeout_s",
             "MAX_FUTURE_HOURS": "max_future_hours",
+            "WEB_REQUEST_TIMEOUT_S": "web_request_timeout_s",
         }
         for var, attr in text.items():
             if (value := get(var)) is not None:
@@ -194,6 +245,23 @@ class Settings:
                 kwargs[attr] = Path(value).expanduser()
         if (value := get("ETA")) is not None:
             kwargs["eta_enabled"] = value.lower() not in ("0", "false", "off", "no")
+        if (value := get("PARCELS_PUBLIC")) is not None:
+            kwargs["parcels_public"] = value.lower() not in ("0", "false", "off", "no")
+        for var, attr in (
+            ("KAFKA_PASSWORD_FILE", "kafka_password"),
+            ("CARRIER_KEY_FILE", "carrier_key"),
+        ):
+            if (value := get(var)) is not None and attr not in kwargs:
+                kwargs[attr] = _read_secret(PREFIX + var, Path(value).expanduser())
+        if (value := get("API_KEYS")) is not None:
+            kwargs["api_keys"] = _api_key_digests(value)
+        protocol = str(kwargs.get("kafka_security_protocol", "PLAINTEXT")).upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise SettingError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of "
+                + ", ".join(sorted(SECURITY_PROTOCOLS))
+            )
+        kwargs["kafka_security_protocol"] = protocol
         for conv, table in ((int, ints), (float, floats)):
             for var, attr in table.items():
                 if (value := get(var)) is not None:
@@ -204,3 +272,26 @@ class Settings:
                             f"{PREFIX}{var}={value!r} is not a valid {conv.__name__}"
                         ) from None
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+SECURITY_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
+
+
+def _read_secret(variable: str, path: Path) -> str:
+    """A secret from a file (first line, surrounding whitespace dropped)."""
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SettingError(f"{variable}={path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _api_key_digests(value: str) -> tuple[str, ...]:
+    """Comma-separated SHA-256 hex digests: keys are stored hashed, never in clear."""
+    digests = tuple(d.strip().lower() for d in value.split(",") if d.strip())
+    for digest in digests:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SettingError(
+                f"{PREFIX}API_KEYS: entries must be SHA-256 hex digests of the keys"
+                " (`trackbone api-key` makes one)"
+            )
+    return digests

@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from streams import avro
-from streams.clickhouse.client import connect, database_name
+from streams.clickhouse.client import connect, database_name, is_embedded
 from streams.clickhouse.rows import (
     PARCEL_ETA,
     PARCEL_EVENTS,
@@ -38,6 +38,7 @@ from streams.clickhouse.rows import (
     status_row,
 )
 from streams.clickhouse.sink import ClickHouseSink
+from streams.kafka_io import security_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ class SinkRunner:
         settings = self.settings
         self._source_ts.clear()  # a new consumer re-reads from the committed offsets
         client = await asyncio.to_thread(connect, settings)
-        await asyncio.to_thread(migrate, client, database_name(settings))
+        server = not is_embedded(settings.clickhouse_url)
+        await asyncio.to_thread(migrate, client, database_name(settings), server=server)
         self.sink = ClickHouseSink.from_settings(
             settings, client, database=database_name(settings), on_committed=self._committed
         )
@@ -137,6 +139,7 @@ class SinkRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 << 20,
+            **security_options(settings),
         )
         try:
             await consumer.start()

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from streams import api_keys
 from streams.settings import Settings
 from streams.sink_runner import SinkRunner
 
@@ -128,12 +129,30 @@ class SinkService:
     # -- HTTP -----------------------------------------------------------------------
 
     def web_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(
+            client_max_size=self.settings.web_max_body_bytes,
+            middlewares=[self._guard],
+        )
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/stats", self.stats)
         app.router.add_post("/query", self.query)
         return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """API keys on /stats and /query; a request taking too long is cut off (408)."""
+        if request.path in KEYED_PATHS:
+            status = api_keys.denied(self.settings.api_keys, request.headers)
+            if status is not None:
+                error = "API key required" if status == 401 else "API key not accepted"
+                return web.json_response({"error": error}, status=status)
+        try:
+            async with asyncio.timeout(self.settings.web_request_timeout_s):
+                response: web.StreamResponse = await handler(request)
+                return response
+        except TimeoutError:
+            return web.json_response({"error": "request took too long"}, status=408)
 
     async def health(self, request: web.Request) -> web.Response:
         ready = self.runner.ready
@@ -192,6 +211,7 @@ class SinkService:
     async def serve(self) -> None:
         """Serve HTTP and run the sink until SIGTERM/SIGINT; flush and commit on the way out."""
         settings = self.settings
+        api_keys.check_bind(settings, "sink")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -226,6 +246,9 @@ class SinkService:
             from streams.clickhouse.client import close_clients
 
             await asyncio.to_thread(close_clients)
+
+
+KEYED_PATHS = frozenset({"/stats", "/query"})
 
 
 def _dumps(value: Any) -> str:

@@ -31,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import avro
 from streams.errors import BEHIND
+from streams.kafka_io import security_options
 from streams.replay import ReplayResult, make_consumer, replay, topic_partitions
 from streams.settings import Settings
 
@@ -135,7 +136,9 @@ class Report:
 
 async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
     """A consumer group's committed offsets (a partition without one is absent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackbone-verify")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="trackbone-verify", **security_options()
+    )
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -191,7 +194,7 @@ async def kafka_side(
     topics = settings.topics
     committed = await committed_offsets(bootstrap, settings.app_id)
     reference = await replay(settings, bootstrap, until=committed)
-    consumer = make_consumer(bootstrap, client_id="trackbone-verify-ends")
+    consumer = make_consumer(bootstrap, client_id="trackbone-verify-ends", settings=settings)
     await consumer.start()
     try:
         tps = [

@@ -13,6 +13,7 @@ from faust.web import Request, Response, View
 from projections import core
 from projections import fold as fold_
 from projections.jsonform import PARCEL_ID_RE, event_to_json, format_time
+from streams import api_keys
 
 if TYPE_CHECKING:
     from streams.app import TrackboneApp
@@ -21,9 +22,16 @@ if TYPE_CHECKING:
 def register_views(owner: TrackboneApp) -> None:
     app = owner.app
 
+    settings = owner.settings
+    parcel_keys = () if settings.parcels_public else settings.api_keys
+
     class ParcelView(View):
         @app.table_route(table=owner.states, match_info="parcel_id")  # type: ignore[arg-type]
         async def get(self, request: Request, **kwargs: Any) -> Response:
+            status = api_keys.denied(parcel_keys, request.headers)
+            if status is not None:
+                error = "API key required" if status == 401 else "API key not accepted"
+                return self.json({"error": error}, status=status)
             return parcel_response(owner, self, kwargs["parcel_id"])
 
     class HealthView(View):

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,42 @@ def kafka_settings(
         app_id=unique_name("app"),
         data_dir=tmp_path / "data",
     )
+
+
+@dataclass
+class SecureKafka:
+    """The session's secure broker (SASL_SSL, SCRAM, ACLs) and its roles' credentials."""
+
+    bootstrap: str
+    broker: Any
+
+    def options(self, role: str, **overrides: Any) -> dict[str, Any]:
+        """aiokafka keyword arguments of a role (``overrides`` e.g. a wrong password)."""
+        return self.broker.security.client_options(role) | overrides
+
+    def env(self, role: str) -> dict[str, str]:
+        return dict(self.broker.security.client_env(role))
+
+    def password(self, role: str) -> str:
+        return str(self.broker.security.password(role))
+
+    def grant(self, topic_prefix: str, app_id: str) -> None:
+        """Topics and ACLs for one test's deployment (as ``trackbone kafka grant`` does)."""
+        self.broker.grant(topic_prefix, app_id, self.bootstrap)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """One secure local broker for the session, on its own data dir; stopped at the end."""
+    settings = Settings.from_env()
+    if settings.kafka_bootstrap:
+        pytest.skip("the secure tests start their own broker (TRACKBONE_KAFKA_BOOTSTRAP is set)")
+    from streams.broker import LocalBroker
+
+    data_dir = tmp_path_factory.mktemp("secure-kafka")
+    broker = LocalBroker(replace(settings, data_dir=data_dir), secure=True)
+    bootstrap = broker.start()
+    try:
+        yield SecureKafka(bootstrap, broker)
+    finally:
+        broker.stop()

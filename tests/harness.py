@@ -68,7 +68,11 @@ def worker_env(bootstrap: str, prefix: str, app_id: str, **extra: str) -> dict[s
 
 
 async def consume(
-    bootstrap: str, topics: list[str], expected: int, timeout_s: float = 60.0
+    bootstrap: str,
+    topics: list[str],
+    expected: int,
+    timeout_s: float = 60.0,
+    security: dict[str, Any] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read the topics from the beginning until ``expected`` records (then one more poll)."""
     consumer = AIOKafkaConsumer(
@@ -77,6 +81,7 @@ async def consume(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **(security or {}),
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
@@ -100,6 +105,7 @@ async def read_topic(
     *,
     done: Callable[[list[ConsumerRecord]], bool],
     timeout: float,
+    security: dict[str, Any] | None = None,
 ) -> list[ConsumerRecord]:
     """Read a topic from the beginning until ``done(records)`` holds or the deadline passes."""
     consumer = AIOKafkaConsumer(
@@ -108,6 +114,7 @@ async def read_topic(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **(security or {}),
     )
     await consumer.start()
     records: list[ConsumerRecord] = []
@@ -124,9 +131,13 @@ async def read_topic(
     return records
 
 
-async def produce_raw(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+async def produce_raw(
+    bootstrap: str,
+    messages: Iterable[tuple[str, bytes | None, bytes]],
+    security: dict[str, Any] | None = None,
+) -> None:
     """Produce (topic, key, value) triples as they are, bypassing all validation."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **(security or {}))
     await producer.start()
     try:
         futures = [await producer.send(t, key=k, value=v) for t, k, v in messages]

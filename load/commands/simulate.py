@@ -215,10 +215,13 @@ async def produce_simulation(
     """Produce the scenario's events in arrival order as Avro, paced at `rate` events/s."""
     from aiokafka import AIOKafkaProducer
 
+    from streams import carrier_auth
     from streams.avro import encode_event, topic_base_for
-    from streams.kafka_io import ensure_contract_topics
+    from streams.kafka_io import ensure_contract_topics, security_options
 
-    await ensure_contract_topics(settings, bootstrap)
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        await ensure_contract_topics(settings, bootstrap)  # secured: the admin's job
+    sign = carrier_auth.signer(settings)
     topics: dict[str, str] = {}
     truth_file = truth_out.open("wb") if truth_out is not None else None
 
@@ -237,6 +240,7 @@ async def produce_simulation(
         linger_ms=5,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
+        **security_options(settings),
     )
     await producer.start()
     sim = Simulation(scenario, on_truth)
@@ -266,9 +270,9 @@ async def produce_simulation(
             topic = topics.get(base)
             if topic is None:
                 topic = topics[base] = settings.topics.name(base)
-            pending.append(
-                await producer.send(topic, encode_event(event), key=event.parcel_id.encode())
-            )
+            key, value = event.parcel_id.encode(), encode_event(event)
+            headers = sign(event, key, value) if sign is not None else None
+            pending.append(await producer.send(topic, value, key=key, headers=headers))
             if count % chunk == 0:
                 if bucket is not None:
                     wait = bucket.wait_time(loop.time(), chunk)

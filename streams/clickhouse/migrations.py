@@ -61,11 +61,15 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    server_statements: tuple[str, ...] = ()
+    """Run on a ClickHouse server only: access control (users, profiles) has no place in
+    the embedded engine, whose analysts go through its read-only client instead."""
 
     @property
     def checksum(self) -> str:
         """Fingerprint of the statements, to notice edits to an applied migration."""
-        return hashlib.sha256("\n;\n".join(self.statements).encode()).hexdigest()[:16]
+        text = "\n;\n".join((*self.statements, *self.server_statements))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +408,23 @@ ORDER BY (parcel_id, version)
 SETTINGS non_replicated_deduplication_window = 1000
 """
 
+# The analyst user can log in only once an operator gives it a password and hosts
+# (`ALTER USER analyst IDENTIFIED WITH sha256_password BY '...' HOST ANY`): a migration
+# holds no secret. Its profile makes every session read-only (readonly = 1: no writes,
+# no setting changes) and bounds what one query may take.
+_ANALYST = (
+    """
+CREATE SETTINGS PROFILE IF NOT EXISTS trackbone_analyst SETTINGS
+    readonly = 1,
+    max_execution_time = 60,
+    max_memory_usage = 4000000000,
+    max_result_rows = 1000000
+""",
+    "CREATE USER IF NOT EXISTS analyst NOT IDENTIFIED HOST NONE"
+    " SETTINGS PROFILE 'trackbone_analyst'",
+    "GRANT SELECT ON {db}.* TO analyst",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -429,6 +450,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "stream time as the as-of of lateness: stream_time, parcels_late_at(as_of)",
         (_STREAM_TIME, _PARCELS_LATE_AT, _PARCELS_LATE_NOW_V3),
+    ),
+    Migration(
+        4,
+        "analyst: a read-only user for analysts (server only)",
+        (),
+        _ANALYST,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -465,8 +492,12 @@ def migrate(
     *,
     target: int | None = None,
     migrations: Sequence[Migration] = MIGRATIONS,
+    server: bool = False,
 ) -> list[int]:
     """Apply the missing migrations up to ``target`` (default: latest); return those applied.
+
+    ``server``: the client is a ClickHouse server, so server-only statements run too
+    (on the embedded engine they are skipped, and the version still recorded).
 
     Safe to run again at any time, including after a run that stopped half-way.
     """
@@ -486,7 +517,8 @@ def migrate(
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in applied or migration.version > goal:
             continue
-        for statement in migration.statements:
+        statements = migration.statements + (migration.server_statements if server else ())
+        for statement in statements:
             client.command(render(statement, database))
         client.insert(
             f"{quote_identifier(database)}.schema_migrations",

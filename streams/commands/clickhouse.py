@@ -66,7 +66,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     from streams.clickhouse import migrations
-    from streams.clickhouse.client import close_clients, connect, database_name
+    from streams.clickhouse.client import close_clients, connect, database_name, is_embedded
     from streams.clickhouse.exceptions import MigrationError
 
     settings = settings_from(args)
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = connect(settings)
         if args.action == "init":
-            applied = migrations.migrate(client, database, target=args.to)
+            server = not is_embedded(settings.clickhouse_url)
+            applied = migrations.migrate(client, database, target=args.to, server=server)
             version = migrations.current_version(client, database)
             done = ", ".join(f"v{v}" for v in applied) if applied else "nothing to apply"
             print(f"{database}: schema v{version} ({done}) at {settings.clickhouse_url}")

@@ -68,7 +68,7 @@ async def follow(settings: Settings, bootstrap: str, args: argparse.Namespace) -
     from aiokafka import AIOKafkaConsumer
 
     from streams.avro import DecodeError
-    from streams.kafka_io import start_client
+    from streams.kafka_io import security_options, start_client
 
     consumer = AIOKafkaConsumer(
         settings.topics.parcel_status,
@@ -77,6 +77,7 @@ async def follow(settings: Settings, bootstrap: str, args: argparse.Namespace) -
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         client_id=f"trackbone-follow-{uuid.uuid4().hex[:8]}",
+        **security_options(settings),
     )
     await start_client(consumer, bootstrap)
     wanted = args.parcel.encode() if args.parcel else None

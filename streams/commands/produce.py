@@ -78,6 +78,7 @@ async def produce_file(
     stream: IO[bytes], settings: Settings, bootstrap: str, *, compression: str | None = None
 ) -> ProduceResult:
     """Send every valid line; report invalid ones on stderr; wait for all acknowledgements."""
+    from streams import carrier_auth
     from streams.avro import encode_event, topic_base_for
     from streams.kafka_io import (
         BatchSender,
@@ -92,8 +93,11 @@ async def produce_file(
     def topic_for(event: Event) -> str:
         return prefix.name(topic_base_for(event))
 
-    await ensure_contract_topics(settings, bootstrap)
-    producer = make_producer(bootstrap, compression=compression)
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        # On a secured cluster the admin creates topics; a carrier may only write.
+        await ensure_contract_topics(settings, bootstrap)
+    sign = carrier_auth.signer(settings)
+    producer = make_producer(bootstrap, compression=compression, settings=settings)
     await start_client(producer, bootstrap)
     started = time.perf_counter()
     sender = BatchSender(producer)
@@ -112,8 +116,10 @@ async def produce_file(
                 rejected += 1
                 print(f"line {number}: {exc}", file=sys.stderr)
                 continue
+            key = event.parcel_id.encode()
+            headers = sign(event, key, value) if sign is not None else None
             try:
-                await sender.send(topic_for(event), event.parcel_id.encode(), value)
+                await sender.send(topic_for(event), key, value, headers)
             except RecordTooLarge as exc:
                 rejected += 1
                 print(f"line {number}: {exc}", file=sys.stderr)

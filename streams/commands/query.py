@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from streams import api_keys
 from streams.commands.clickhouse import add_connection_arguments, settings_from
 from streams.errors import ClickHouseUnavailableError, NotFoundError, UsageError, UserError
 from streams.settings import Settings
@@ -162,7 +163,7 @@ def query_via_sink(url: str, sql: str, params: dict[str, str]) -> dict[str, Any]
     request = urllib.request.Request(
         f"{url}/query",
         data=json.dumps({"sql": sql, "params": params}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json"} | api_keys.client_headers(Settings.from_env()),
         method="POST",
     )
     try:

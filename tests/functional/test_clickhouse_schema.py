@@ -48,14 +48,14 @@ def objects(ch: ClickHouseTest) -> dict[str, str]:
 
 
 def test_init_twice_is_idempotent(ch: ClickHouseTest) -> None:
-    assert migrations.migrate(ch.client, ch.database) == [1, 2, 3]
+    assert migrations.migrate(ch.client, ch.database) == [1, 2, 3, 4]
     first = objects(ch)
     assert set(first) == TABLES | VIEWS
     assert {first[v] for v in VIEWS} == {"View"}
     assert migrations.migrate(ch.client, ch.database) == []
     assert objects(ch) == first
-    assert migrations.current_version(ch.client, ch.database) == 3
-    assert ch.scalar(f"SELECT count() FROM {ch.database}.schema_migrations") == 3
+    assert migrations.current_version(ch.client, ch.database) == 4
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.schema_migrations") == 4
     assert migrations.edited_migrations(ch.client, ch.database) == []
 
 
@@ -64,7 +64,7 @@ def test_cli_init_and_status(ch: ClickHouseTest, capsys: pytest.CaptureFixture[s
     assert main(argv) == 0
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "schema v3 (v1, v2, v3)" in out and "nothing to apply" in out
+    assert "schema v4 (v1, v2, v3, v4)" in out and "nothing to apply" in out
     assert main(["clickhouse", "status", "--dsn", chdb_url(), "--database", ch.database]) == 0
     out = capsys.readouterr().out
     assert "v1  applied" in out and "v2  applied" in out and "v3  applied" in out
@@ -131,3 +131,14 @@ def test_clients_are_shared_per_dsn_and_database(ch: ClickHouseTest) -> None:
     assert database_name(ch.settings) == ch.database
     close_clients(ch.settings.clickhouse_url)
     assert ch.scalar("SELECT currentDatabase()") == ch.database
+
+
+def test_the_analyst_user_is_made_on_a_server_only(ch: ClickHouseTest) -> None:
+    """The embedded engine skips access control; the version is recorded all the same."""
+    analyst = next(m for m in migrations.MIGRATIONS if m.version == 4)
+    assert analyst.statements == ()
+    text = "\n".join(analyst.server_statements)
+    assert "readonly = 1" in text and "CREATE USER IF NOT EXISTS analyst" in text
+    assert "GRANT SELECT ON {db}.* TO analyst" in text
+    assert migrations.migrate(ch.client, ch.database) == [1, 2, 3, 4]
+    assert migrations.current_version(ch.client, ch.database) == 4

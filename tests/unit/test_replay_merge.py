@@ -15,6 +15,7 @@ class Rec(NamedTuple):
     timestamp: int
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 logs = st.lists(st.lists(st.integers(0, 30), max_size=25), min_size=1, max_size=5)

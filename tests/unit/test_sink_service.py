@@ -10,7 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from load.worker_process import parse_metrics
-from streams import sink_service
+from streams import api_keys, sink_service
+from streams.errors import UsageError
 from streams.settings import Settings
 from streams.sink_service import SinkService
 
@@ -68,3 +69,28 @@ async def test_health_metrics_stats_and_refused_bodies(tmp_path: Path) -> None:
         shape = await client.post("/query", json={"query": "SELECT 1"})
         assert shape.status == 400
     assert not (tmp_path / "clickhouse").exists()  # refused without opening the engine
+
+
+async def test_stats_and_query_need_an_api_key_and_bodies_are_bounded(tmp_path: Path) -> None:
+    key = api_keys.new_key()
+    settings = Settings(
+        data_dir=tmp_path, api_keys=(api_keys.digest(key),), web_max_body_bytes=1024
+    )
+    service = SinkService(settings, "127.0.0.1:1")
+    async with TestClient(TestServer(service.web_app())) as client:
+        assert (await client.get("/stats")).status == 401
+        assert (await client.get("/stats", headers={"X-API-Key": "wrong"})).status == 403
+        assert (await client.get("/stats", headers={"X-API-Key": key})).status == 200
+        bearer = {"Authorization": f"Bearer {key}"}
+        assert (await client.post("/query", json={"sql": "SELECT 1"})).status == 401
+        assert (await client.post("/query", data=b"x", headers=bearer)).status == 400
+        big = await client.post("/query", data=b"x" * 4096, headers=bearer)
+        assert big.status == 413
+        assert (await client.get("/health")).status == 503  # health stays open
+
+
+def test_a_sink_beyond_loopback_needs_keys() -> None:
+    with pytest.raises(UsageError, match="TRACKBONE_API_KEYS"):
+        api_keys.check_bind(Settings(web_host="0.0.0.0"), "sink")
+    api_keys.check_bind(Settings(web_host="127.0.0.1"), "sink")
+    api_keys.check_bind(Settings(web_host="0.0.0.0", api_keys=("0" * 64,)), "sink")
