@@ -31,6 +31,7 @@ from streams.outputs import Outputs
 from streams.processor import BatchInfo, BatchProcessor, OutputTopics
 from streams.settings import Settings
 from streams.stuck import StuckIndex
+from streams.table_options import rocksdb_options
 from streams.views import register_views
 
 log = logging.getLogger(__name__)
@@ -204,24 +205,6 @@ class TrackboneApp:
             position = positions.get((tp.topic, tp.partition))
             lag = high - (position + 1 if position is not None else 0)
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
-
-
-def rocksdb_options(settings: Settings, *, small: bool = False) -> dict[str, Any]:
-    """Memory bounds for each partition's RocksDB (Faust's table ``options``).
-
-    Faust's defaults are 3 write buffers of 64 MiB and a 2 GiB block cache per
-    partition database: with 8 partitions a worker's memory grew by ~34 MiB per
-    thousand new parcels in a soak, towards several GiB. A worker here takes
-    ``TRACKBONE_ROCKSDB_MEMORY_MB`` per partition at most (half write buffers, half
-    block cache) for its parcel states, a sixteenth of that for the stuck index.
-    """
-    budget = settings.rocksdb_memory_mb * 1024 * 1024 // (16 if small else 1)
-    return {
-        "write_buffer_size": max(1 << 20, budget // 4),
-        "max_write_buffer_number": 2,
-        "block_cache_size": max(1 << 20, budget // 2),
-        "block_cache_compressed_size": 0,
-    }
 
 
 def worker_topics(settings: Settings, states: Any, stuck: Any) -> OutputTopics:

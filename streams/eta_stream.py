@@ -31,6 +31,7 @@ import orjson
 from projections import eta
 from projections.fold import ParcelState
 from streams.settings import Settings
+from streams.table_options import rocksdb_options
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class EtaWiring:
             key_type=bytes,
             value_type=bytes,
             recovery_buffer_size=1,
+            options=rocksdb_options(settings, small=True),
         )
         self.index = TableIndex(self.table)
         self.pending: dict[bytes, tuple[list[eta.Observation], list[eta.Observation]]] = {}
