@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError, KafkaError
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, Message
 from faust.types.tuples import ConsumerMessage
@@ -111,11 +112,27 @@ class BatchConsumer(aiokafka_driver.Consumer):
             # own getmany does, seek back so the records are fetched again; otherwise a
             # late batch would move Faust's read offset past the committed offset it
             # seeks back to, and the records fetched again would be dropped as read.
-            await self.perform_seek()
+            await self._seek_back_during_rebalance()
             return
         for tp, messages in pending.items():
             for batch in batch_messages(tp, messages):
                 yield tp, batch
+
+    async def _seek_back_during_rebalance(self) -> None:
+        """Seek back to the committed offsets; a partition already gone is the rebalance's.
+
+        The seek races the rebalance that stopped the flow: when a partition is revoked
+        under it, aiokafka raises ``IllegalStateError``. Raised out of ``getmany`` that
+        crashed Faust's fetcher for good: the worker stayed up, healthy to its web
+        view, and consumed nothing more (the fault suite's join/leave and restart runs
+        stalled so). The rebalance seeks every partition it assigns once its recovery
+        completes, so the failed seek loses nothing. Faust's own ``getmany`` likewise
+        only logs a failed seek.
+        """
+        try:
+            await self.perform_seek()
+        except KafkaError as exc:
+            self.log.info("seek back skipped while the assignment changes: %r", exc)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek to the committed offsets, and batch-topic partitions without one to 0.
@@ -133,7 +150,10 @@ class BatchConsumer(aiokafka_driver.Consumer):
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         for tp in self.assignment():
             if tp.topic in batch_topics and not committed.get(tp):
-                await self.seek(tp, 0)
+                try:
+                    await self.seek(tp, 0)
+                except IllegalStateError:  # revoked meanwhile: its new owner seeks it
+                    continue
         return committed
 
 

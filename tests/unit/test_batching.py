@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+from aiokafka.errors import IllegalStateError
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.batching import RecordBatch, batch_messages
+from streams.batching import SCHEME, BatchApp, BatchConsumer, RecordBatch, batch_messages
 
 TOPIC_PARTITION = TP("t.tracking.scans", 3)
 
@@ -51,3 +54,48 @@ def test_a_batch_from_offset_one_sends_its_first_record_alone():
     assert (rest.offset, [r.offset for r in rest.value.records]) == (3, [2, 3])
     (alone,) = batch_messages(TOPIC_PARTITION, fetched(0, 1, 2))
     assert alone.offset == 2
+
+
+async def test_a_rebalance_during_a_fetch_drops_the_batch_and_survives_a_failed_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The seek back races the rebalance: aiokafka raises IllegalStateError for a
+    # partition revoked under it. Raised out of getmany, that crashed Faust's fetcher
+    # and the worker consumed nothing more while it stayed up.
+    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
+    app.batch_topics = frozenset({TOPIC_PARTITION.topic})
+    consumer = app.consumer
+    assert isinstance(consumer, BatchConsumer)
+
+    async def fetch(self: object, timeout: float):  # the rebalance starts mid-fetch
+        for message in fetched(5, 6):
+            yield TOPIC_PARTITION, message
+        app.consumer_generation_id += 1
+
+    seeks: list[str] = []
+
+    async def revoked_under_the_seek() -> None:
+        seeks.append("seek")
+        raise IllegalStateError(f"No current assignment for partition {TOPIC_PARTITION}")
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
+    monkeypatch.setattr(consumer, "perform_seek", revoked_under_the_seek)
+    delivered = [message async for _, message in consumer.getmany(timeout=0.1)]
+    assert delivered == [] and seeks == ["seek"]
+
+
+async def test_batches_are_delivered_when_no_rebalance_interrupts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
+    app.batch_topics = frozenset({TOPIC_PARTITION.topic})
+    consumer = app.consumer
+
+    async def fetch(self: object, timeout: float):
+        for message in fetched(5, 6, 7):
+            yield TOPIC_PARTITION, message
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
+    delivered = [message async for _, message in consumer.getmany(timeout=0.1)]
+    assert [m.offset for m in delivered] == [7]
+    assert [r.offset for r in delivered[0].value.records] == [5, 6, 7]
