@@ -249,6 +249,7 @@ def process(
                 ):
                     # Redelivered after a crash: what it wrote may not have reached Kafka.
                     change.status = True
+                    change.source_ts = max(change.source_ts, record.timestamp_ms)
                 continue
             if outcome is not applied_outcome:
                 reason = f"{outcome.value.lower()}: {result.reason}"
@@ -266,6 +267,7 @@ def process(
                 # target after its void): the version moved, so the status is sent again
                 # and its version always equals the stored state's (what verify checks).
                 change.status = True
+                change.source_ts = record.timestamp_ms
                 continue
             version = state.version
             raw = record.value

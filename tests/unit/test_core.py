@@ -236,3 +236,27 @@ def test_an_event_far_after_its_records_timestamp_is_dead_lettered_as_future():
     assert late.records == 1 and late.applied == 0 and late.event_time == 0  # stream time stays
     assert one(produced + 23 * hour, produced).applied == 1  # within the limit
     assert one(produced + 25 * hour, 0).applied == 1  # no timestamp: nothing to compare with
+
+
+def test_every_status_carries_the_kafka_time_of_the_record_that_caused_it():
+    # source_ts is what status latency is measured from; a status re-sent for an
+    # invisible change or a redelivery once went out with 0 (a latency of 56 years).
+    rules = core.Rules()
+
+    def batch_at(events: list[Event], stored: dict, start: int, ts: int) -> core.Batch:
+        timed = [
+            core.Record(r.key, r.value, r.offset, ts + i, None)
+            for i, r in enumerate(records(events, start))
+        ]
+        loaded = core.process(
+            timed, 1, lambda k: stored.get(k, core.Stored(None)), avro.decode_event, rules
+        )
+        return core.finish(loaded, rules)
+
+    first = batch_at([reg("r1", 0), scan("s1", 10, Scan.PICKED_UP)], {}, 0, 5_000)
+    assert first.changes[KEY].source_ts == 5_001
+    stored = {KEY: first.changes[KEY].stored}
+    invisible = batch_at([void("v1", 20, "s2")], stored, 2, 6_000)  # target not here yet
+    assert invisible.changes[KEY].status and invisible.changes[KEY].source_ts == 6_000
+    redelivered = batch_at([reg("r1", 0), scan("s1", 10, Scan.PICKED_UP)], stored, 0, 7_000)
+    assert redelivered.changes[KEY].status and redelivered.changes[KEY].source_ts == 7_001
