@@ -26,6 +26,7 @@ from streams import avro, carrier_auth
 from streams.batching import SCHEME, BatchApp, BatchSchema, RecordBatch
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring
 from streams.kafka_io import ensure_deployment_topics, faust_credentials
+from streams.liveness import Liveness
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import BatchInfo, BatchProcessor, OutputTopics
@@ -43,6 +44,9 @@ class TrackboneApp:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.liveness = Liveness(settings.stall_after_s)
+        self.stall: dict[str, Any] | None = None
+        """The last liveness check's finding (None: folding, or nothing to fold)."""
         topics = settings.topics
         self.app = BatchApp(
             settings.app_id,
@@ -123,6 +127,9 @@ class TrackboneApp:
         self.app.timer(settings.stuck_check_interval_s, name="detect_stuck_parcels")(
             self.detect_stuck_parcels
         )
+        self.app.timer(max(1.0, settings.stall_after_s / 4), name="check_liveness")(
+            self.check_liveness
+        )
         self.app.task(self._install_task_dump)
         register_views(self)
 
@@ -161,6 +168,7 @@ class TrackboneApp:
                 )
                 outputs.ack_when_stored(await outputs.send(records), event.ack, len(records))
                 await outputs.settle()
+                self.liveness.progressed()
             except Exception as exc:
                 # Unacknowledged, the batch would hold back every later commit of its
                 # partition: stop the worker instead, so that a restart re-delivers it.
@@ -172,6 +180,34 @@ class TrackboneApp:
 
     async def _forget_cached(self, *args: Any, **kwargs: Any) -> None:
         self.processor.forget()
+        self.liveness.progressed()  # the wait starts again with the new assignment
+
+    async def check_liveness(self) -> None:
+        """Input waiting (per the broker's end offsets) and nothing folded: a stall."""
+        consumer = self.app.consumer
+        positions = self.processor.positions
+        try:
+            partitions = [tp for tp in consumer.assignment() if tp.topic in self.topic_index]
+            ends = await consumer.highwaters(*partitions) if partitions else {}
+            waiting = 0
+            for tp in partitions:
+                folded = positions.get((tp.topic, tp.partition))
+                # Not folded here yet: count from where the consumer reads (committed).
+                done = folded + 1 if folded is not None else (await consumer.position(tp) or 0)
+                waiting += max(0, ends.get(tp, 0) - done)
+        except Exception as exc:  # a rebalance under way: the next check decides
+            log.debug("liveness check skipped: %r", exc)
+            return
+        idle = self.liveness.stalled_s(waiting)
+        self.stall = (
+            None if idle is None else {"stalled_s": round(idle), "records_waiting": waiting}
+        )
+        if self.stall is not None:
+            log.error(
+                "stalled: %(records_waiting)s input records wait and no batch was folded "
+                "for %(stalled_s)s s (GET /health answers 503; restart the worker)",
+                self.stall,
+            )
 
     async def detect_stuck_parcels(self) -> None:
         """Alert on parcels silent for too long, in stream time; reads only due index buckets."""

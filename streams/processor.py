@@ -80,6 +80,7 @@ class BatchProcessor:
         """Partitions moved: another worker may have changed what this one cached."""
         self.cache.clear()
         self.partition_time.clear()
+        self.positions.clear()  # another worker may have folded further meanwhile
 
     def load(self, key: bytes) -> core.Stored:
         """Decoded state from the cache, else the store."""

@@ -118,11 +118,13 @@ class Settings:
     sink_max_pending_batches: int = 4
     table_store: str = "rocksdb://"
     state_cache_size: int = 200_000
+    """Decoded parcel states kept in memory per worker (write-through to the table)."""
     rocksdb_memory_mb: int = 64
     """RocksDB memory per table partition at most (write buffers and block cache)."""
-    """Decoded parcel states kept in memory per worker (write-through to the table)."""
     session_timeout_s: float = 30.0
     """How long a crashed worker holds its partitions before the group takes them over."""
+    stall_after_s: float = 120.0
+    """Input waiting and no batch folded for this long: the worker reports itself stalled."""
     max_batch_records: int = 2000
     """Records per fetched batch at most (Faust's ``broker_max_poll_records``)."""
     records_in_flight: int = 50_000
@@ -234,6 +236,7 @@ class Settings:
             "PROMISE_RISK_THRESHOLD": "promise_risk_threshold",
             "SINK_FLUSH_S": "sink_flush_s",
             "SESSION_TIMEOUT_S": "session_timeout_s",
+            "STALL_AFTER_S": "stall_after_s",
             "MAX_FUTURE_HOURS": "max_future_hours",
             "WEB_REQUEST_TIMEOUT_S": "web_request_timeout_s",
         }

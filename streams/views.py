@@ -38,7 +38,11 @@ def register_views(owner: TrackboneApp) -> None:
         async def get(self, request: Request) -> Response:
             # stream time: the newest event time seen; null before the first event
             seen = owner.stream_time
-            return self.json({"status": "ok", "stream_time": format_time(seen) if seen else None})
+            body: dict[str, Any] = {"stream_time": format_time(seen) if seen else None}
+            stall = owner.stall
+            if stall is not None:
+                return self.json({"status": "stalled", **stall, **body}, status=503)
+            return self.json({"status": "ok", **body})
 
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
