@@ -78,7 +78,7 @@ class TrackboneApp:
             value_serializer="raw",
             logging_config=None,
         )
-        self.app.batch_topics = frozenset(topics.inputs)
+        self.app.batch_topics = frozenset(topics.inputs)  # and the ETA learner's topic
         self.inputs = self.app.topic(*topics.inputs, schema=BatchSchema())
         self.topic_index = {name: i for i, name in enumerate(topics.inputs)}
         self.states = self.app.Table(

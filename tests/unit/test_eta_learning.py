@@ -49,3 +49,23 @@ def test_a_retraction_never_added_is_counted_and_the_rest_of_the_batch_kept():
     learner.flush()  # no crash
     assert learner.unmatched_retractions == 1
     assert key in table
+
+
+def test_a_batch_of_observation_records_is_learned_at_once_and_a_tick_flushes_it():
+    import orjson
+
+    from projections.core import Record
+    from streams.eta_stream import TICK
+
+    lane = eta.Lane("CN", "Hangzhou", "FR", "STANDARD")
+    key = eta.encode_level_key(eta.GLOBAL_KEY)
+    facts = [lane.origin_country, lane.origin_city, lane.destination_country, lane.service]
+    value = orjson.dumps({"k": key, "s": 1, "l": facts, "o": [["OUT_FOR_DELIVERY", 3_600_000]]})
+    table: dict = {}
+    learner = _learner(table)
+    learner.last_flush = float("inf")  # only the tick may flush here
+    learner.learn([Record(b"k", value, 0), Record(b"k", value, 1)])
+    assert learner.pending_count == 2 and not table
+    learner.learn([Record(b"tick", TICK, 2)])
+    sketch = eta.from_bytes(table[key.encode()]).sketches[(eta.GLOBAL_KEY, "OUT_FOR_DELIVERY")]
+    assert sketch.count == 2 and not learner.pending
