@@ -247,7 +247,8 @@ async def replay(
 ) -> ReplayResult:
     """Rebuild all parcel state from the input topics up to their end offsets at start.
 
-    ``until`` stops a partition earlier (e.g. at a group's committed offsets).
+    ``until`` stops a partition earlier (e.g. at a group's committed offsets); one it
+    does not name is not read at all.
     """
     names = list(topics) if topics is not None else list(settings.topics.inputs)
     index = {name: i for i, name in enumerate(names)}
@@ -258,11 +259,14 @@ async def replay(
         partitions = await topic_partitions(consumer, names)
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        if until is not None:
-            ends = {
-                tp: min(end, until.get((tp.topic, tp.partition), end)) for tp, end in ends.items()
-            }
         begins = await consumer.beginning_offsets(partitions)
+        if until is not None:
+            # A partition absent from `until` (no committed offset) is cut at its start:
+            # nothing of it is promised yet.
+            ends = {
+                tp: min(end, until.get((tp.topic, tp.partition), begins[tp]))
+                for tp, end in ends.items()
+            }
         started, cpu_started = time.perf_counter(), time.process_time()
         folder = ReplayFold(
             settings.max_events_per_parcel,

@@ -109,3 +109,17 @@ async def test_verify_agrees_on_a_clean_run_and_names_what_was_corrupted(
     (finding,) = report["problems"]
     assert finding["what"] == "status missing (committed, yet no status)"
     assert finding["sample"] == [lost]
+
+
+def test_input_nobody_has_committed_yet_is_behind_not_a_mismatch(
+    kafka_bootstrap, unique_name, tmp_path
+) -> None:
+    # A partition without a committed offset promises nothing: the reference must not
+    # fold it (it once folded all of it, and called every status "older" or "missing").
+    env = worker_env(kafka_bootstrap, unique_name("uncommitted") + ".", unique_name("app"))
+    mixed = mixed_input.build(parcels=20, seed=3, tag="UC")
+    path = mixed_input.write(tmp_path / "input.jsonl", mixed)
+    produce_file(env, path)
+    code, report = verify(env, tmp_path / "none", "--no-clickhouse")
+    assert code == 11, report["problems"]  # behind: no worker yet
+    assert report["problems"] == [] and report["events_in"] == 0

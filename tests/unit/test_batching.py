@@ -13,11 +13,11 @@ from streams.batching import SCHEME, BatchApp, BatchConsumer, RecordBatch, batch
 TOPIC_PARTITION = TP("t.tracking.scans", 3)
 
 
-def fetched(*offsets: int) -> list[ConsumerMessage]:
+def fetched(*offsets: int, tp: TP = TOPIC_PARTITION) -> list[ConsumerMessage]:
     return [
         ConsumerMessage(
-            TOPIC_PARTITION.topic,
-            TOPIC_PARTITION.partition,
+            tp.topic,
+            tp.partition,
             offset,
             1_700_000_000.5 + offset,
             0,
@@ -25,7 +25,7 @@ def fetched(*offsets: int) -> list[ConsumerMessage]:
             b"P%d" % offset,
             b"v%d" % offset,
             None,
-            tp=TOPIC_PARTITION,
+            tp=tp,
             generation_id=7,
         )
         for offset in offsets
@@ -99,3 +99,67 @@ async def test_batches_are_delivered_when_no_rebalance_interrupts(
     delivered = [message async for _, message in consumer.getmany(timeout=0.1)]
     assert [m.offset for m in delivered] == [7]
     assert [r.offset for r in delivered[0].value.records] == [5, 6, 7]
+
+
+async def test_a_rebalance_while_faust_takes_a_batch_stops_the_rest_of_the_fetch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust's drain loop awaits between two batches (its callback waits on a full
+    # stream buffer). A batch fetched before a rebalance and yielded after it would
+    # move Faust's read offset past the committed offset it seeked back to.
+    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
+    other = TP("t.tracking.handoffs", 3)
+    app.batch_topics = frozenset({TOPIC_PARTITION.topic, other.topic})
+    consumer = app.consumer
+
+    async def fetch(self: object, timeout: float):
+        for message in fetched(5, 6):
+            yield TOPIC_PARTITION, message
+        for message in fetched(8):
+            yield (
+                other,
+                message._replace(topic=other.topic, tp=other)
+                if hasattr(message, "_replace")
+                else message,
+            )
+
+    seeks: list[str] = []
+
+    async def seek_back() -> None:
+        seeks.append("seek")
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
+    monkeypatch.setattr(consumer, "perform_seek", seek_back)
+    delivered = []
+    async for _, message in consumer.getmany(timeout=0.1):
+        delivered.append(message)
+        app.consumer_generation_id += 1  # the rebalance, while Faust took this batch
+    assert [m.offset for m in delivered] == [6] and seeks == ["seek"]
+
+
+async def test_a_batch_read_again_after_a_rewind_is_committed_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A partition without a commit, read from 0 while Faust resumed the flow and then
+    # rewound to 0: Faust noted no gap for the batch read again, so with only its last
+    # offset acknowledged the partition stayed at its first commit for good.
+    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
+    app.batch_topics = frozenset({TOPIC_PARTITION.topic})
+    consumer = app.consumer
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    commits: list[dict] = []
+
+    async def commit(offsets: dict) -> bool:
+        commits.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(consumer, "_commit", commit)  # the broker's side of a commit
+    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
+    (first,) = batch_messages(TOPIC_PARTITION, fetched(*range(0, 7)))
+    assert consumer.ack(first)
+    await consumer.commit()
+    assert commits[-1] == {TOPIC_PARTITION: 7}
+    (again,) = batch_messages(TOPIC_PARTITION, fetched(*range(0, 21)))  # read again from 0
+    consumer.ack(again)
+    await consumer.commit()
+    assert commits[-1] == {TOPIC_PARTITION: 21}
