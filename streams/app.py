@@ -66,9 +66,7 @@ class TrackboneApp:
             broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
             broker_max_poll_records=settings.max_batch_records,
             table_standby_replicas=0,
-            # Commits on the interval only: Faust counts every acknowledged offset towards
-            # ``commit_every``, and a batch acknowledges each of its records.
-            broker_commit_every=1 << 30,
+            broker_commit_every=50,
             # Faust's commit and livelock timers yield to the loop once per partition, and
             # each yield waits for a whole record batch to fold: under load a commit took
             # longer than the old 0.5 s interval ("Timer commit is overlapping", and the

@@ -11,9 +11,9 @@ public fetch method) groups the records Faust fetched into one message per
 topic-partition whose value is the `RecordBatch`.
 
 Offsets stay Faust's: a batch message carries the offset of its last record, and
-acknowledging it (after its outputs are in Kafka) acknowledges each of its records to
-Faust's consumer (`BatchConsumer.ack`), which then commits every unbroken run of
-acknowledged offsets on its commit interval.
+Faust's consumer counts the offsets between two messages of a partition as a gap
+that is safe to commit once the later message is acknowledged. So acknowledging a
+batch (after its outputs are in Kafka) lets Faust commit everything up to it.
 
 Registered as the ``trackbone-batch://`` broker scheme through Faust's documented
 ``faust.transports`` entry-point group (see pyproject.toml).
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError, KafkaError
@@ -120,10 +120,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     # A rebalance began while Faust took the previous batch (its
                     # callback waits when the stream's buffer is full). Yielded now, a
                     # batch fetched before the seek back would set Faust's read offset
-                    # and gap past the committed offset: the records fetched again
-                    # below it are then dropped as read, and a later acknowledgement
-                    # commits them unprocessed (seen after a worker restart: statuses
-                    # older than their committed events).
+                    # and gap past the committed offset it seeks back to: records
+                    # fetched again below it would be dropped as read.
                     await self._seek_back_during_rebalance()
                     return
                 yield tp, batch
@@ -165,37 +163,6 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 except IllegalStateError:  # revoked meanwhile: its new owner seeks it
                     continue
         return committed
-
-    def ack(self, message: Message) -> bool:
-        """Acknowledge every record of a batch message, not only its last offset.
-
-        Faust commits the first unbroken run of acknowledged offsets that starts at
-        the committed one, bridged by the gaps it noted between two messages of a
-        partition. Those gaps are noted from its read offset, which a seek resets: a
-        partition without a commit, read from 0 while Faust resumed the flow and then
-        rewound to 0 here, had its next batch noted without a gap, so that batch's
-        acknowledgement never joined the committed offset and the partition was never
-        committed again (a restarted worker, about one run in six). With each record
-        acknowledged, the run is unbroken whatever the gaps say.
-        """
-        batch = message.value
-        if isinstance(batch, RecordBatch) and len(batch.records) > 1:
-            ack = super().ack
-            for record in batch.records[:-1]:
-                ack(cast(Message, _RecordAck(message.topic, message.tp, record.offset)))
-        return super().ack(message)
-
-
-class _RecordAck:
-    """What Faust's ``Consumer.ack`` reads of a message, for one record of a batch."""
-
-    __slots__ = ("__weakref__", "acked", "offset", "topic", "tp")
-
-    def __init__(self, topic: str, tp: TP, offset: int) -> None:
-        self.topic = topic
-        self.tp = tp
-        self.offset = offset
-        self.acked = False
 
 
 class Transport(aiokafka_driver.Transport):

@@ -33,10 +33,12 @@ pytestmark = pytest.mark.integration
 
 RESTART_COMMIT_STALL = pytest.mark.xfail(
     strict=False,
-    reason="open bug (about 1 run in 8): after a worker restart one input partition may stop "
-    "being committed although everything was folded and stored (verify: behind, no "
-    "mismatch); Faust's offset bookkeeping around a rewind; the fix is commit offsets "
-    "owned per batch by BatchConsumer",
+    reason="open bug (1 run in 6 to 8 here, more often on a loaded machine): after a worker "
+    "restart some input partitions stop being committed although all was folded and stored "
+    "(verify: behind, no mismatch). Seen: a partition without a commit is read from 0 while "
+    "Faust resumes the flow, then rewound to 0 by BatchConsumer.seek_to_committed; Faust's "
+    "read offset becomes None and its gap bookkeeping never joins the batch read again to "
+    "the committed offset. Fix: commit offsets owned per batch by BatchConsumer",
 )
 
 

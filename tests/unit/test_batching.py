@@ -135,31 +135,3 @@ async def test_a_rebalance_while_faust_takes_a_batch_stops_the_rest_of_the_fetch
         delivered.append(message)
         app.consumer_generation_id += 1  # the rebalance, while Faust took this batch
     assert [m.offset for m in delivered] == [6] and seeks == ["seek"]
-
-
-async def test_a_batch_read_again_after_a_rewind_is_committed_through(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A partition without a commit, read from 0 while Faust resumed the flow and then
-    # rewound to 0: Faust noted no gap for the batch read again, so with only its last
-    # offset acknowledged the partition stayed at its first commit for good.
-    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
-    app.batch_topics = frozenset({TOPIC_PARTITION.topic})
-    consumer = app.consumer
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    commits: list[dict] = []
-
-    async def commit(offsets: dict) -> bool:
-        commits.append(dict(offsets))
-        return True
-
-    monkeypatch.setattr(consumer, "_commit", commit)  # the broker's side of a commit
-    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
-    (first,) = batch_messages(TOPIC_PARTITION, fetched(*range(0, 7)))
-    assert consumer.ack(first)
-    await consumer.commit()
-    assert commits[-1] == {TOPIC_PARTITION: 7}
-    (again,) = batch_messages(TOPIC_PARTITION, fetched(*range(0, 21)))  # read again from 0
-    consumer.ack(again)
-    await consumer.commit()
-    assert commits[-1] == {TOPIC_PARTITION: 21}
