@@ -81,7 +81,7 @@ class EtaWiring:
         self.settings = settings
         # A batch topic (`streams.batching`): a delivered parcel sends an observation
         # per lane level, and each paid Faust's per-message pipeline (the learner was
-        # 8 % of a paced worker's profile, Faust's machinery around it more).
+        # 8 % of a paced worker's profile; batched, status p50 at 3,000/s fell a third).
         self.topic = app.topic(
             settings.topics.name(LANE_OBSERVATIONS_BASE),
             schema=BatchSchema(),
