@@ -94,6 +94,15 @@ def verify(env: dict[str, str], *extra: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, orjson.loads(result.stdout)
 
 
+class CommitStalled(AssertionError):
+    """verify stayed behind only because input partitions were not committed, all else agreed.
+
+    The open commit-stall bug (README, "Faults we test"): everything was folded and
+    stored, nothing lost, but some partitions' commits stopped after partitions moved.
+    Tests that meet it may xfail on exactly this; a mismatch still fails them.
+    """
+
+
 def settle(
     env: dict[str, str],
     bootstrap: str,
@@ -114,7 +123,13 @@ def settle(
         return code == 0
 
     print(f"\n[fault env] {env['TRACKBONE_TOPIC_PREFIX']} {env['TRACKBONE_APP_ID']}")
-    wait_for(agreed, timeout=timeout, what="verify to report that everything agrees", every=1.0)
+    try:
+        wait_for(agreed, timeout=timeout, what="verify to report that everything agrees", every=1.0)
+    except AssertionError:
+        behind = {finding["what"] for finding in final.get("behind", ())}
+        if final and not final.get("problems") and behind == {"worker has not committed"}:
+            raise CommitStalled(f"only commits are behind: {final['behind']}") from None
+        raise
     assert final["events_in"] == final["applied"] + final["duplicates"] + final["dead_lettered"]
     assert final["dead_by_reason"] == final["dead_letter_topic_by_reason"]
     status_topic = Settings.from_env(env).topics.parcel_status
