@@ -107,21 +107,16 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 pending.setdefault(tp, []).append(message)
             else:
                 yield tp, message
-        if not self.flow_active or self.app.consumer_generation_id != generation:
-            # A rebalance began during the fetch: deliver nothing more of it. As Faust's
-            # own getmany does, seek back so the records are fetched again; otherwise a
-            # late batch would move Faust's read offset past the committed offset it
-            # seeks back to, and the records fetched again would be dropped as read.
-            await self._seek_back_during_rebalance()
-            return
         for tp, messages in pending.items():
             for batch in batch_messages(tp, messages):
                 if not self.flow_active or self.app.consumer_generation_id != generation:
-                    # A rebalance began while Faust took the previous batch (its
-                    # callback waits when the stream's buffer is full). Yielded now, a
-                    # batch fetched before the seek back would set Faust's read offset
-                    # and gap past the committed offset it seeks back to: records
-                    # fetched again below it would be dropped as read.
+                    # A rebalance began during the fetch, or while Faust took the
+                    # previous batch (its callback waits when the stream's buffer is
+                    # full): deliver nothing more of it. Yielded now, a batch fetched
+                    # before the seek back would set Faust's read offset and gap past
+                    # the committed offset it seeks back to, and the records fetched
+                    # again below it would be dropped as read. As Faust's own getmany
+                    # does, seek back so they are fetched again.
                     await self._seek_back_during_rebalance()
                     return
                 yield tp, batch
@@ -153,8 +148,17 @@ class BatchConsumer(aiokafka_driver.Consumer):
         here: a worker taking over a dead worker's partitions skipped their first
         records). Such a partition has not been processed by anyone, so it starts at
         its beginning, as ``auto_offset_reset=earliest`` means.
+
+        Such a partition is reported as committed at 0, not as without a commit:
+        Faust's ``perform_seek`` then resets its own committed offset for it, which
+        may be ahead of the broker's. Faust 0.15.3 records a commit as done even when
+        Kafka refused it during a rebalance (faust-streaming/faust#316, fixed upstream
+        by #692, not released), and a commit may land while this seek runs. A stale
+        committed offset above the records read again from 0 made Faust wait for
+        offsets that never come (its gap list starts at the read offset): the
+        partition was folded and stored but never committed again.
         """
-        committed = await super().seek_to_committed()
+        committed = dict(await super().seek_to_committed())
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         for tp in self.assignment():
             if tp.topic in batch_topics and not committed.get(tp):
@@ -162,6 +166,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     await self.seek(tp, 0)
                 except IllegalStateError:  # revoked meanwhile: its new owner seeks it
                     continue
+                committed[tp] = 0
         return committed
 
 

@@ -32,6 +32,14 @@ def fetched(*offsets: int, tp: TP = TOPIC_PARTITION) -> list[ConsumerMessage]:
     ]
 
 
+def batch_consumer(*topics: str) -> tuple[BatchApp, BatchConsumer]:
+    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
+    app.batch_topics = frozenset(topics or {TOPIC_PARTITION.topic})
+    consumer = app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    return app, consumer
+
+
 def test_a_batch_message_carries_its_records_and_the_last_offset():
     (message,) = batch_messages(TOPIC_PARTITION, fetched(10, 11, 12))
     batch = message.value
@@ -62,10 +70,7 @@ async def test_a_rebalance_during_a_fetch_drops_the_batch_and_survives_a_failed_
     # The seek back races the rebalance: aiokafka raises IllegalStateError for a
     # partition revoked under it. Raised out of getmany, that crashed Faust's fetcher
     # and the worker consumed nothing more while it stayed up.
-    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
-    app.batch_topics = frozenset({TOPIC_PARTITION.topic})
-    consumer = app.consumer
-    assert isinstance(consumer, BatchConsumer)
+    app, consumer = batch_consumer()
 
     async def fetch(self: object, timeout: float):  # the rebalance starts mid-fetch
         for message in fetched(5, 6):
@@ -87,9 +92,7 @@ async def test_a_rebalance_during_a_fetch_drops_the_batch_and_survives_a_failed_
 async def test_batches_are_delivered_when_no_rebalance_interrupts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
-    app.batch_topics = frozenset({TOPIC_PARTITION.topic})
-    consumer = app.consumer
+    _, consumer = batch_consumer()
 
     async def fetch(self: object, timeout: float):
         for message in fetched(5, 6, 7):
@@ -107,21 +110,14 @@ async def test_a_rebalance_while_faust_takes_a_batch_stops_the_rest_of_the_fetch
     # Faust's drain loop awaits between two batches (its callback waits on a full
     # stream buffer). A batch fetched before a rebalance and yielded after it would
     # move Faust's read offset past the committed offset it seeked back to.
-    app = BatchApp("t-unit", broker=f"{SCHEME}://127.0.0.1:1")
     other = TP("t.tracking.handoffs", 3)
-    app.batch_topics = frozenset({TOPIC_PARTITION.topic, other.topic})
-    consumer = app.consumer
+    app, consumer = batch_consumer(TOPIC_PARTITION.topic, other.topic)
 
     async def fetch(self: object, timeout: float):
         for message in fetched(5, 6):
             yield TOPIC_PARTITION, message
-        for message in fetched(8):
-            yield (
-                other,
-                message._replace(topic=other.topic, tp=other)
-                if hasattr(message, "_replace")
-                else message,
-            )
+        for message in fetched(8, tp=other):
+            yield other, message
 
     seeks: list[str] = []
 
@@ -135,3 +131,48 @@ async def test_a_rebalance_while_faust_takes_a_batch_stops_the_rest_of_the_fetch
         delivered.append(message)
         app.consumer_generation_id += 1  # the rebalance, while Faust took this batch
     assert [m.offset for m in delivered] == [6] and seeks == ["seek"]
+
+
+async def test_a_partition_read_again_from_0_is_committed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust 0.15.3 books a commit refused during a rebalance as done
+    # (faust-streaming/faust#316). The broker still has no commit, so the partition is
+    # read again from 0; with Faust's stale committed offset above the batch it read
+    # again, Faust never committed the partition again (folded and stored, verify
+    # behind). The seek reports the partition committed at 0, which resets Faust's.
+    app, consumer = batch_consumer()
+    commits: list[dict[TP, int]] = []
+    outcomes = iter([False, True])  # refused ("already rebalanced"), then done
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        commits.append(dict(offsets))
+        return next(outcomes)
+
+    async def nothing_committed(self: object) -> dict[TP, None]:
+        return {TOPIC_PARTITION: None}
+
+    async def seek(tp: TP, offset: int) -> None:
+        pass
+
+    async def flushed() -> None:
+        pass
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
+    monkeypatch.setattr(consumer, "_commit", commit)
+    monkeypatch.setattr(consumer, "_seek", seek)
+    monkeypatch.setattr(app.producer, "flush", flushed)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", nothing_committed)
+
+    def deliver(*offsets: int) -> None:
+        (message,) = batch_messages(TOPIC_PARTITION, fetched(*offsets))
+        consumer.track_message(message)
+        consumer.ack(message)
+
+    deliver(*range(2, 6))  # read from 0 while the flow resumed; the commit is refused
+    await consumer.commit()
+    await consumer.perform_seek()  # the rebalance seeks back: nothing committed
+    deliver(*range(0, 10))  # read again from 0
+    await consumer.commit()
+    assert commits == [{TOPIC_PARTITION: 6}, {TOPIC_PARTITION: 10}]
