@@ -3,9 +3,11 @@
 The index is a Faust table co-partitioned with the parcel states (so it moves and
 recovers with them): key ``partition:bucket`` (a `BUCKET_MS` slice of event time),
 value the parcels whose last event falls in that slice and that could still become
-stuck (visible, not delivered nor returned), as ``{parcel_id: last_event_time}``.
-The agent moves parcels between buckets as it stores their states (one write per
-touched bucket per batch); the check reads only buckets wholly older than the
+stuck (visible, not delivered nor returned), as ``{parcel_id: last_event_time}``
+(the time it entered the bucket: a later event in the same slice leaves the bucket
+alone, since the check reads each parcel's own state anyway). The agent moves
+parcels between buckets as it stores their states (one write per touched bucket per
+batch); the check reads only buckets wholly older than the
 threshold, alerts their parcels and deletes those buckets. A parcel is therefore
 reported once per silence, between `stuck_after` and `stuck_after + BUCKET_MS`
 after its last event, and the index never holds more than the live parcels.
@@ -53,8 +55,10 @@ class StuckIndex:
         for key, before, after in changes:
             old = core.stuck_since(before)
             new = core.stuck_since(after)
-            if old == new:
-                continue
+            if old == new or (
+                old is not None and new is not None and old // BUCKET_MS == new // BUCKET_MS
+            ):
+                continue  # same bucket: rewriting it would change nothing the check reads
             parcel_id = key.decode()
             if old is not None:
                 edits[bucket_key(partition, old)].append((parcel_id, None))

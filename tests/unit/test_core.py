@@ -183,6 +183,22 @@ def test_stuck_index_moves_parcels_and_releases_only_whole_due_buckets():
     assert store == {}
 
 
+def test_a_later_event_in_the_same_bucket_leaves_the_stuck_index_alone():
+    # Every touched parcel used to rewrite its bucket (the whole member map, and its
+    # changelog record) even when its new last event fell in the same slice.
+    store: dict[bytes, bytes] = {}
+    index = StuckIndex(store)
+    registered = run([reg("r1", 0)]).changes[KEY].stored.state
+    later = run([reg("r1", 0), scan("s1", 5, Scan.PICKED_UP)]).changes[KEY].stored.state
+    assert registered is not None and later is not None
+    assert registered.last_event_time != later.last_event_time
+    assert registered.last_event_time // BUCKET_MS == later.last_event_time // BUCKET_MS
+    index.moves(3, [(KEY, None, registered)])
+    assert index.moves(3, [(KEY, registered, later)]) == []
+    due = index.take_due(later.last_event_time + BUCKET_MS)
+    assert [members for _, _, members in due] == [{PID: registered.last_event_time}]
+
+
 def test_stuck_alerts_skip_parcels_that_can_no_longer_be_stuck():
     state = run([reg("r1", 0)]).changes[KEY].stored.state
     done = run([reg("r1", 0), scan("s1", 10, Scan.DELIVERED)]).changes[KEY].stored.state
