@@ -650,6 +650,7 @@ def _run(config: BenchConfig, bootstrap: str, kafka: str, work_dir: Path) -> dic
         result[f"workers_{count}"] = phase
         log(f"{count} worker(s): {phase['events_per_s'] or 0:,.0f} events/s")
     result["worker_events_per_s"] = result["workers_1"]["events_per_s"]
+    result["worker_cpu_us_per_event"] = result["workers_1"]["cpu_us_per_event"]
     one, two = result["workers_1"]["events_per_s"], result["workers_2"]["events_per_s"]
     result["workers_2_over_1"] = round(two / one, 3) if one and two else None
     worker_rate, raw_rate = result["worker_events_per_s"], result["raw_events_per_s"]
@@ -820,6 +821,8 @@ def latency_phase(
     alone_settings = replace(settings, topic_prefix=f"{prefix}alone.")
     alone = paced_run(config, bootstrap, alone_settings, work_dir, rate, count, False, notes)
     out["latency_offered_events_per_s"] = alone["offered"]
+    out["latency_worker_cpu_us_per_event"] = alone["worker_cpu_us_per_event"]
+    out["latency_generator_cpu_us_per_event"] = alone["generator_cpu_us_per_event"]
     out |= _latency_figures("status_latency_ms", alone["status_ms"])
     log(f"latency run (worker and sink): {count:,} new events at {rate:,.0f} events/s")
     both_settings = replace(settings, topic_prefix=f"{prefix}sink.")
@@ -869,12 +872,23 @@ def paced_run(
     sink = Sink(worker, work_dir).start() if with_sink else None
     worker.start()
     out: dict[str, Any] = {"offered": None, "samples": [], "status_ms": [], "clickhouse_ms": []}
+    out |= {"worker_cpu_us_per_event": None, "generator_cpu_us_per_event": None}
     try:
         asyncio.run(warm_up(bootstrap, settings, "lat", time.monotonic() + 180))
+        worker_cpu, generator_cpu = worker_bench.cpu_seconds(worker), time.process_time()
         paced_s = asyncio.run(produce_paced(bootstrap, settings, batch.messages, rate))
+        generator_cpu = time.process_time() - generator_cpu
         out["offered"] = _rate(len(batch.messages), paced_s)
         deadline = time.monotonic() + config.worker_timeout_s
         wait_for_worker(worker, len(batch.messages) + 1, deadline)
+        # A live mix: nearly every record touches another parcel (a backlog batch holds
+        # several events of each), so a touch's costs are not shared: compare with
+        # `worker_cpu_us_per_event` of the backlog run.
+        events = len(batch.messages)
+        out["worker_cpu_us_per_event"] = worker_bench.cpu_us_per_event(
+            [worker_cpu], [worker_bench.cpu_seconds(worker)], events
+        )
+        out["generator_cpu_us_per_event"] = round(generator_cpu / events * 1e6, 1)
         replayed = asyncio.run(replay(settings, bootstrap))
         expected = {pid: _comparable(status_from_state(s)) for pid, s in replayed.visible().items()}
         _, complete = asyncio.run(

@@ -29,6 +29,22 @@ def _metrics(worker: WorkerProcess) -> dict[str, float]:
         return {}
 
 
+def cpu_us_per_event(
+    before: Sequence[float | None], after: Sequence[float | None], events: int
+) -> float | None:
+    """Worker CPU (user + system, all threads) per event between two readings."""
+    spent = 0.0
+    for a, b in zip(after, before, strict=True):
+        if a is None or b is None:
+            return None
+        spent += a - b
+    return round(spent / events * 1e6, 1) if events else None
+
+
+def cpu_seconds(worker: WorkerProcess) -> float | None:
+    return _metrics(worker).get("process_cpu_seconds_total")
+
+
 def _assigned(worker: WorkerProcess) -> bool:
     return any(name.startswith("trackbone_consumer_lag{") for name in _metrics(worker))
 
@@ -62,6 +78,7 @@ def worker_phase(
         wait_until(
             lambda: all(_assigned(p) for p in procs), 180, f"{workers} worker(s) to own partitions"
         )
+        cpu_before = [cpu_seconds(p) for p in procs]
         _, first_send = asyncio.run(produce(bootstrap, topics, messages))
         total = len(messages)
         deadline = time.monotonic() + timeout_s
@@ -75,6 +92,7 @@ def worker_phase(
             time.sleep(0.05)  # poll interval of a deadline-bounded wait
         done = time.time()
         rss = [_metrics(p).get("process_resident_memory_bytes") for p in procs]
+        cpu_after = [cpu_seconds(p) for p in procs]
     finally:
         for proc in procs:
             proc.stop()
@@ -87,4 +105,5 @@ def worker_phase(
         "seconds": round(seconds, 3),
         "events_per_s": round(seen / seconds, 1) if seconds > 0 else None,
         "rss_mb": [round(r / 1e6, 1) if r else None for r in rss],
+        "cpu_us_per_event": cpu_us_per_event(cpu_before, cpu_after, int(seen)),
     }

@@ -19,7 +19,7 @@ KEYS = {
     "domain_us_per_event", "workers_2_over_1", "pipeline_events_per_s",
     "worker_sink_over_worker", "status_latency_ms_p50", "status_latency_ms_p99",
     "clickhouse_visible_ms_p99", "replay_events_per_s", "fold_events_per_s", "sink_rows_per_s",
-    "machine", "goals",
+    "machine", "goals", "worker_cpu_us_per_event", "latency_worker_cpu_us_per_event",
 }  # fmt: skip
 
 
@@ -43,6 +43,8 @@ def test_bench_smoke(kafka_bootstrap: str, unique_name, tmp_path: Path) -> None:
     assert result["workers_1"]["complete"] and result["workers_2"]["complete"]
     assert result["worker_events_per_s"] > 0
     assert result["domain_us_per_event"] > 0
+    assert result["worker_cpu_us_per_event"] > 0  # the worker's own CPU, read from /metrics
+    assert result["latency_worker_cpu_us_per_event"] > 0
     assert result["replay_events_per_s"] > 0
     assert result["fold_events_per_s"] > 0
     # the sink process drained the pipeline's outputs on its own
