@@ -180,7 +180,7 @@ class TrackboneApp:
 
     async def _forget_cached(self, *args: Any, **kwargs: Any) -> None:
         self.processor.forget()
-        self.liveness.progressed()  # the wait starts again with the new assignment
+        self.liveness.moved()  # every wait starts again with the new assignment
 
     async def check_liveness(self) -> None:
         """Input waiting (per the broker's end offsets) and nothing folded: a stall."""
@@ -206,6 +206,22 @@ class TrackboneApp:
             log.error(
                 "stalled: %(records_waiting)s input records wait and no batch was folded "
                 "for %(stalled_s)s s (GET /health answers 503; restart the worker)",
+                self.stall,
+            )
+            return
+        committed = self.app.monitor.tp_committed_offsets  # Faust's sensor: last commits
+        uncommitted = self.liveness.uncommitted_s(
+            {tp: (positions.get((tp.topic, tp.partition)), committed.get(tp)) for tp in partitions}
+        )
+        if uncommitted is not None:
+            self.stall = {
+                "uncommitted_s": round(uncommitted[0]),
+                "records_uncommitted": uncommitted[1],
+            }
+            log.error(
+                "stalled: %(records_uncommitted)s folded input records of a partition "
+                "were not committed for %(uncommitted_s)s s (GET /health answers 503; a "
+                "restart commits them again, re-delivering them as duplicates)",
                 self.stall,
             )
 
