@@ -30,6 +30,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, Message
 from faust.types.tuples import ConsumerMessage
+from faust.utils.functional import consecutive_numbers
 
 from projections.core import Record
 
@@ -168,6 +169,39 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     continue
                 committed[tp] = 0
         return committed
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's next commit offset for ``tp``, counting each offset once.
+
+        Faust 0.15.3 marks the offsets between two messages of a partition as a gap
+        that ends at the later message's own offset, which its acknowledgement adds
+        again. The duplicate ends Faust's "consecutive run", so each commit moved a
+        partition on by one batch message only (faust-streaming/faust#606: gaps break
+        its commits). Batches pending after partitions moved then took minutes to
+        commit, a run of restarts or rebalances could leave them so for good, and
+        every restart re-delivered them. This is Faust's own computation (gaps merged
+        into the acknowledged offsets up to the highest, a run that does not start
+        right after the committed offset waits) on the offsets without duplicates.
+        """
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        highest = max(acked)
+        gaps = self._gap[tp]
+        if gaps:
+            covered = sorted(gaps.overlap(0, highest), key=lambda interval: interval.begin)
+            if covered:
+                offsets = [o for interval in covered for o in range(interval.begin, interval.end)]
+                acked.extend(offsets)
+                gaps.chop(0, max(offsets[-1], highest + 1))
+        acked[:] = sorted(set(acked))
+        committed = self._committed_offset[tp]
+        if committed and acked[0] - committed > 1:
+            return None  # the offsets right after the committed one are not done yet
+        run = next(consecutive_numbers(acked))
+        del acked[: len(run)]
+        self._acked_index[tp].difference_update(run)
+        return run[-1] + 1
 
 
 class Transport(aiokafka_driver.Transport):

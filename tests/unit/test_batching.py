@@ -176,3 +176,44 @@ async def test_a_partition_read_again_from_0_is_committed_again(
     deliver(*range(0, 10))  # read again from 0
     await consumer.commit()
     assert commits == [{TOPIC_PARTITION: 6}, {TOPIC_PARTITION: 10}]
+
+
+async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust's gap for a batch message ends at the message's own offset, which the
+    # acknowledgement adds again; the duplicate split its run of offsets and each
+    # commit moved the partition on one batch only (faust-streaming/faust#606).
+    app, consumer = batch_consumer()
+    commits: list[dict[TP, int]] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        commits.append(dict(offsets))
+        return True
+
+    async def seek(tp: TP, offset: int) -> None:
+        pass
+
+    async def nothing_to_flush() -> None:
+        pass
+
+    async def committed_at_100(self: object) -> dict[TP, int]:
+        return {TOPIC_PARTITION: 100}
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
+    monkeypatch.setattr(consumer, "_commit", commit)
+    monkeypatch.setattr(consumer, "_seek", seek)
+    monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", committed_at_100)
+    await consumer.perform_seek()
+    read = 100
+    for first in range(100, 150, 5):  # ten batches of five, as Faust's drain loop sees them
+        (message,) = batch_messages(TOPIC_PARTITION, fetched(*range(first, first + 5)))
+        consumer.track_message(message)
+        if message.offset - read > 1:
+            await consumer._add_gap(TOPIC_PARTITION, read + 1, message.offset)
+        read = message.offset
+        consumer.ack(message)
+    await consumer.commit()
+    assert commits == [{TOPIC_PARTITION: 150}]
