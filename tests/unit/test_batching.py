@@ -217,3 +217,56 @@ async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one
         consumer.ack(message)
     await consumer.commit()
     assert commits == [{TOPIC_PARTITION: 150}]
+
+
+async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust notes a batch's offsets as a gap when its drain loop delivers it; the stream
+    # then skips the batch if a rebalance began. The gap noted before the seek back,
+    # merged into the acknowledgement of a shorter batch read again, committed records
+    # nobody had folded.
+    app, consumer = batch_consumer()
+    commits: list[dict[TP, int]] = []
+    broker = {TOPIC_PARTITION: 100}
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        commits.append(dict(offsets))
+        broker.update(offsets)
+        return True
+
+    async def seek(tp: TP, offset: int) -> None:
+        pass
+
+    async def nothing_to_flush() -> None:
+        pass
+
+    async def committed(self: object) -> dict[TP, int]:
+        return dict(broker)
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
+    monkeypatch.setattr(consumer, "_commit", commit)
+    monkeypatch.setattr(consumer, "_seek", seek)
+    monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", committed)
+    read = [100]
+
+    async def deliver(*offsets: int, processed: bool = True) -> None:
+        (message,) = batch_messages(TOPIC_PARTITION, fetched(*offsets))
+        consumer.track_message(message)
+        if message.offset - read[0] > 1:  # Faust's drain loop notes the gap
+            await consumer._add_gap(TOPIC_PARTITION, read[0] + 1, message.offset)
+        read[0] = message.offset
+        if processed:
+            consumer.ack(message)
+
+    await consumer.perform_seek()
+    await deliver(*range(100, 105))
+    await deliver(*range(105, 110), processed=False)  # skipped: a rebalance began
+    await consumer.commit()
+    await consumer.perform_seek()  # the rebalance seeks back to 105
+    read[0] = 105
+    await deliver(*range(105, 108))  # read again, in a shorter batch
+    await consumer.commit()
+    assert commits == [{TOPIC_PARTITION: 105}, {TOPIC_PARTITION: 108}]
