@@ -24,24 +24,12 @@ from streams import avro
 from streams.broker import LocalBroker, pid_alive
 from streams.settings import Settings
 from tests import mixed_input
-from tests.fault_kit import CommitStalled, Feed, settle
+from tests.fault_kit import Feed, settle
 from tests.harness import SinkProcess, WorkerProcess, produce_raw, wait_for, worker_env
 from tests.integration.test_worker_end_to_end import expected_fold
 from tests.unit.test_fold_rules import scan
 
 pytestmark = pytest.mark.integration
-
-COMMIT_STALL = pytest.mark.xfail(
-    raises=CommitStalled,
-    strict=False,
-    reason="open bug: after partitions move (a restart, a takeover, a join) some input "
-    "partitions may stop being committed although all was folded and stored (verify: behind "
-    "only, no mismatch; only that outcome is tolerated). Seen: a partition without a commit "
-    "is read from 0 while Faust resumes the flow, then rewound to 0 by "
-    "BatchConsumer.seek_to_committed; Faust's read offset becomes None and its gap "
-    "bookkeeping never joins the batch read again to the committed offset. Fix: commit "
-    "offsets owned per batch by BatchConsumer",
-)
 
 
 def scenario(tmp_path: Path, tag: str, parcels: int = 300, seed: int = 7) -> tuple[list, dict]:
@@ -68,7 +56,6 @@ def mid_stream(feed: Feed, *workers: WorkerProcess) -> None:
     assert feed.sent_share() < 1, "the feed ended before the fault: make it longer"
 
 
-@COMMIT_STALL
 def test_worker_sigkill_mid_batch_then_restarted(kafka_bootstrap, unique_name, tmp_path) -> None:
     env = worker_env(kafka_bootstrap, unique_name("kill1") + ".", unique_name("app"))
     lines, expected = scenario(tmp_path, "K1")
@@ -84,7 +71,6 @@ def test_worker_sigkill_mid_batch_then_restarted(kafka_bootstrap, unique_name, t
         worker.kill()
 
 
-@COMMIT_STALL
 def test_one_of_two_workers_killed_the_other_takes_over(
     kafka_bootstrap, unique_name, tmp_path
 ) -> None:
@@ -104,7 +90,6 @@ def test_one_of_two_workers_killed_the_other_takes_over(
         second.kill()
 
 
-@COMMIT_STALL
 def test_a_second_worker_joins_mid_backlog_and_leaves_again(
     kafka_bootstrap, unique_name, tmp_path
 ) -> None:
