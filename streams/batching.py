@@ -10,10 +10,11 @@ topics an app names as batch topics: `BatchConsumer.getmany` (the transport's
 public fetch method) groups the records Faust fetched into one message per
 topic-partition whose value is the `RecordBatch`.
 
-Offsets stay Faust's: a batch message carries the offset of its last record, and
-Faust's consumer counts the offsets between two messages of a partition as a gap
-that is safe to commit once the later message is acknowledged. So acknowledging a
-batch (after its outputs are in Kafka) lets Faust commit everything up to it.
+Commits stay Faust's (its commit timer, its consumer group), but what is done is the
+consumer's: acknowledging a batch (after its outputs are in Kafka) acknowledges every
+one of its offsets, and a partition commits up to the end of the unbroken run of
+done offsets from where it is read. Faust's own gap bookkeeping, which marks offsets
+as it delivers them, is not used for batch topics (`BatchConsumer.ack`).
 
 Registered as the ``trackbone-batch://`` broker scheme through Faust's documented
 ``faust.transports`` entry-point group (see pyproject.toml).
@@ -61,39 +62,24 @@ def _record(message: Message) -> Record:
     )
 
 
-def batch_messages(tp: TP, messages: Sequence[Message]) -> list[Message]:
-    """One message per batch, valued by the batch; split so Faust sees every gap.
-
-    Faust's consumer skips the gap bookkeeping when the previous message's offset is
-    0 (it tests the offset for truth), which would leave offsets 1..n-1 forever
-    uncommitted after a batch made of offset 0 alone. A batch that starts at offset
-    1 therefore sends its first record as a batch of its own.
-    """
-    records = [_record(m) for m in messages]
-    parts = [records]
-    if len(records) > 1 and records[0].offset == 1:
-        parts = [records[:1], records[1:]]
-    batches: list[Message] = []
-    for part in parts:
-        last = messages[len(records) - 1] if part is parts[-1] else messages[0]
-        batches.append(
-            ConsumerMessage(
-                tp.topic,
-                tp.partition,
-                part[-1].offset,
-                last.timestamp,
-                last.timestamp_type,
-                [],
-                None,
-                RecordBatch(tp.topic, tp.partition, part),  # type: ignore[arg-type]
-                None,
-                0,
-                0,
-                tp,
-                generation_id=last.generation_id,
-            )
-        )
-    return batches
+def batch_message(tp: TP, messages: Sequence[Message]) -> Message:
+    """One message for a partition's fetched records, valued by their `RecordBatch`."""
+    last = messages[-1]
+    return ConsumerMessage(
+        tp.topic,
+        tp.partition,
+        last.offset,
+        last.timestamp,
+        last.timestamp_type,
+        [],
+        None,
+        RecordBatch(tp.topic, tp.partition, [_record(m) for m in messages]),  # type: ignore[arg-type]
+        None,
+        0,
+        0,
+        tp,
+        generation_id=last.generation_id,
+    )
 
 
 class BatchConsumer(aiokafka_driver.Consumer):
@@ -109,18 +95,24 @@ class BatchConsumer(aiokafka_driver.Consumer):
             else:
                 yield tp, message
         for tp, messages in pending.items():
-            for batch in batch_messages(tp, messages):
-                if not self.flow_active or self.app.consumer_generation_id != generation:
-                    # A rebalance began during the fetch, or while Faust took the
-                    # previous batch (its callback waits when the stream's buffer is
-                    # full): deliver nothing more of it. Yielded now, a batch fetched
-                    # before the seek back would set Faust's read offset and gap past
-                    # the committed offset it seeks back to, and the records fetched
-                    # again below it would be dropped as read. As Faust's own getmany
-                    # does, seek back so they are fetched again.
-                    await self._seek_back_during_rebalance()
-                    return
-                yield tp, batch
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                # A rebalance began during the fetch, or while Faust took the previous
+                # batch (its callback waits when the stream's buffer is full): deliver
+                # nothing more of it. Yielded now, a batch fetched before the seek back
+                # would set Faust's read offset past the committed offset it seeks back
+                # to, and the records fetched again below it would be dropped as read.
+                # As Faust's own getmany does, seek back so they are fetched again.
+                await self._seek_back_during_rebalance()
+                return
+            self._read_from().setdefault(tp, messages[0].offset)
+            yield tp, batch_message(tp, messages)
+
+    def _read_from(self) -> dict[TP, int]:
+        """Per batch-topic partition: the first offset delivered since its last seek."""
+        starts: dict[TP, int] | None = self.__dict__.get("_trackbone_read_from")
+        if starts is None:
+            starts = self.__dict__["_trackbone_read_from"] = {}
+        return starts
 
     async def _seek_back_during_rebalance(self) -> None:
         """Seek back to the committed offsets; a partition already gone is the rebalance's.
@@ -163,13 +155,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         for tp in self.assignment():
             if tp.topic in batch_topics:
-                # Everything past the committed offset is read again and noted again.
-                # A gap noted before this seek may cover a batch Faust's stream then
-                # skipped (it drops events while a rebalance runs), never processed:
-                # merged into a later acknowledgement, it committed records nobody had
-                # folded (seen here: a restarted worker lost conflict dead letters and
-                # the last events of 42 parcels).
-                self._gap.pop(tp, None)
+                self._read_from().pop(tp, None)  # read again from the seek
             if tp.topic in batch_topics and not committed.get(tp):
                 try:
                     await self.seek(tp, 0)
@@ -178,36 +164,68 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 committed[tp] = 0
         return committed
 
-    def _new_offset(self, tp: TP) -> int | None:
-        """Faust's next commit offset for ``tp``, counting each offset once.
+    def ack(self, message: Message) -> bool:
+        """Acknowledge a batch as every one of its offsets, once its outputs are stored.
 
-        Faust 0.15.3 marks the offsets between two messages of a partition as a gap
-        that ends at the later message's own offset, which its acknowledgement adds
-        again. The duplicate ends Faust's "consecutive run", so each commit moved a
-        partition on by one batch message only (faust-streaming/faust#606: gaps break
-        its commits). Batches pending after partitions moved then took minutes to
-        commit, a run of restarts or rebalances could leave them so for good, and
-        every restart re-delivered them. This is Faust's own computation (gaps merged
-        into the acknowledged offsets up to the highest, a run that does not start
-        right after the committed offset waits) on the offsets without duplicates.
+        Faust's own bookkeeping for a batch message is its last offset plus a gap (the
+        offsets since the partition's previous message) that its drain loop notes when
+        it *delivers* the message. Faust's stream then skips events while a rebalance
+        runs, so a gap may cover a batch nobody folded; merged into a later
+        acknowledgement, it committed those records (seen here: a restarted worker
+        lost two conflict dead letters and 42 parcels' last events). So for batch
+        topics the acknowledged offsets alone say what is done.
+        """
+        accepted = super().ack(message)
+        batch = message.value
+        if accepted and isinstance(batch, RecordBatch) and len(batch.records) > 1:
+            committed = self._committed_offset[message.tp]
+            first = batch.records[0].offset
+            if committed is not None:
+                first = max(first, committed)
+            self._acked[message.tp].extend(range(first, batch.last_offset))
+        return accepted
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The next commit offset for ``tp``: the end of the unbroken run of done offsets.
+
+        For batch topics the run is of acknowledged offsets only (see ``ack``), and it
+        must start where the partition is read from: its committed offset, or the
+        first offset delivered since the seek when it has none (a partition without a
+        commit is read from its beginning, which retention may have moved past 0).
+        Faust's own computation merges the gaps its drain loop noted and, for a
+        partition without a commit, accepts a run that starts anywhere; it also counts
+        a batch's last offset twice (in the gap and in the acknowledgement), which
+        ended its run at every batch: each commit moved a partition on one batch only
+        (faust-streaming/faust#606). Other topics keep Faust's computation, with each
+        offset counted once.
         """
         acked = self._acked[tp]
         if not acked:
             return None
-        highest = max(acked)
-        gaps = self._gap[tp]
-        if gaps:
-            covered = sorted(gaps.overlap(0, highest), key=lambda interval: interval.begin)
+        committed = self._committed_offset[tp]
+        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
+        if tp.topic in batch_topics:
+            self._gap.pop(tp, None)  # delivered is not done
+            start = self._read_from().get(tp)
+            base = max((b for b in (committed, start) if b is not None), default=None)
+            done = sorted({o for o in acked if committed is None or o >= committed})
+            if not done or (base is not None and done[0] > base):
+                acked[:] = done
+                return None  # the records the partition is read from are not done yet
+        else:
+            highest = max(acked)
+            gaps = self._gap[tp]
+            covered = sorted(gaps.overlap(0, highest), key=lambda iv: iv.begin) if gaps else []
             if covered:
-                offsets = [o for interval in covered for o in range(interval.begin, interval.end)]
+                offsets = [o for iv in covered for o in range(iv.begin, iv.end)]
                 acked.extend(offsets)
                 gaps.chop(0, max(offsets[-1], highest + 1))
-        acked[:] = sorted(set(acked))
-        committed = self._committed_offset[tp]
-        if committed and acked[0] - committed > 1:
-            return None  # the offsets right after the committed one are not done yet
-        run = next(consecutive_numbers(acked))
-        del acked[: len(run)]
+            done = sorted(set(acked))
+            if committed and done[0] - committed > 1:
+                acked[:] = done
+                return None
+        run = next(consecutive_numbers(done))
+        acked[:] = done[len(run) :]
         self._acked_index[tp].difference_update(run)
         return run[-1] + 1
 

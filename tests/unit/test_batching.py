@@ -8,7 +8,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.batching import SCHEME, BatchApp, BatchConsumer, RecordBatch, batch_messages
+from streams.batching import SCHEME, BatchApp, BatchConsumer, RecordBatch, batch_message
 
 TOPIC_PARTITION = TP("t.tracking.scans", 3)
 
@@ -41,7 +41,7 @@ def batch_consumer(*topics: str) -> tuple[BatchApp, BatchConsumer]:
 
 
 def test_a_batch_message_carries_its_records_and_the_last_offset():
-    (message,) = batch_messages(TOPIC_PARTITION, fetched(10, 11, 12))
+    message = batch_message(TOPIC_PARTITION, fetched(10, 11, 12))
     batch = message.value
     assert isinstance(batch, RecordBatch)
     assert message.offset == batch.last_offset == 12
@@ -52,16 +52,6 @@ def test_a_batch_message_carries_its_records_and_the_last_offset():
         (b"P12", b"v12", 12),
     ]
     assert batch.records[0].timestamp_ms == 1_700_000_010_500
-
-
-def test_a_batch_from_offset_one_sends_its_first_record_alone():
-    # Faust skips its gap bookkeeping after a message at offset 0: offsets 1..n-1 of a
-    # following batch would never become committable.
-    first, rest = batch_messages(TOPIC_PARTITION, fetched(1, 2, 3))
-    assert (first.offset, [r.offset for r in first.value.records]) == (1, [1])
-    assert (rest.offset, [r.offset for r in rest.value.records]) == (3, [2, 3])
-    (alone,) = batch_messages(TOPIC_PARTITION, fetched(0, 1, 2))
-    assert alone.offset == 2
 
 
 async def test_a_rebalance_during_a_fetch_drops_the_batch_and_survives_a_failed_seek(
@@ -166,7 +156,7 @@ async def test_a_partition_read_again_from_0_is_committed_again(
     monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", nothing_committed)
 
     def deliver(*offsets: int) -> None:
-        (message,) = batch_messages(TOPIC_PARTITION, fetched(*offsets))
+        message = batch_message(TOPIC_PARTITION, fetched(*offsets))
         consumer.track_message(message)
         consumer.ack(message)
 
@@ -209,7 +199,7 @@ async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one
     await consumer.perform_seek()
     read = 100
     for first in range(100, 150, 5):  # ten batches of five, as Faust's drain loop sees them
-        (message,) = batch_messages(TOPIC_PARTITION, fetched(*range(first, first + 5)))
+        message = batch_message(TOPIC_PARTITION, fetched(*range(first, first + 5)))
         consumer.track_message(message)
         if message.offset - read > 1:
             await consumer._add_gap(TOPIC_PARTITION, read + 1, message.offset)
@@ -253,7 +243,7 @@ async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
     read = [100]
 
     async def deliver(*offsets: int, processed: bool = True) -> None:
-        (message,) = batch_messages(TOPIC_PARTITION, fetched(*offsets))
+        message = batch_message(TOPIC_PARTITION, fetched(*offsets))
         consumer.track_message(message)
         if message.offset - read[0] > 1:  # Faust's drain loop notes the gap
             await consumer._add_gap(TOPIC_PARTITION, read[0] + 1, message.offset)
@@ -270,3 +260,48 @@ async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
     await deliver(*range(105, 108))  # read again, in a shorter batch
     await consumer.commit()
     assert commits == [{TOPIC_PARTITION: 105}, {TOPIC_PARTITION: 108}]
+
+
+async def test_a_partition_without_a_commit_commits_only_from_where_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without a commit Faust accepted a run of acknowledged offsets starting anywhere:
+    # a first batch the stream skipped, then a processed one, committed both.
+    app, consumer = batch_consumer()
+    commits: list[dict[TP, int]] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        commits.append(dict(offsets))
+        return True
+
+    async def seek(tp: TP, offset: int) -> None:
+        pass
+
+    async def nothing_to_flush() -> None:
+        pass
+
+    async def nothing_committed(self: object) -> dict[TP, None]:
+        return {TOPIC_PARTITION: None}
+
+    async def fetch(self: object, timeout: float):
+        for message in fetched(*range(40, 50)):  # retention removed offsets below 40
+            yield TOPIC_PARTITION, message
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
+    monkeypatch.setattr(consumer, "_commit", commit)
+    monkeypatch.setattr(consumer, "_seek", seek)
+    monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", nothing_committed)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
+    await consumer.perform_seek()
+    (skipped,) = [message async for _, message in consumer.getmany(timeout=0.1)]
+    consumer.track_message(skipped)  # delivered, then skipped by the stream: never acked
+    later = batch_message(TOPIC_PARTITION, fetched(*range(50, 60)))
+    consumer.track_message(later)
+    consumer.ack(later)
+    await consumer.commit()
+    assert commits == []  # 40..49 are not done
+    consumer.ack(skipped)  # read again after the rebalance's seek back, and folded
+    await consumer.commit()
+    assert commits == [{TOPIC_PARTITION: 60}]
