@@ -196,7 +196,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         partition without a commit, accepts a run that starts anywhere; it also counts
         a batch's last offset twice (in the gap and in the acknowledgement), which
         ended its run at every batch: each commit moved a partition on one batch only
-        (faust-streaming/faust#606). Other topics keep Faust's computation, with each
+        (its gap handling: faust-streaming/faust#606, open). Other topics keep Faust's computation, with each
         offset counted once.
         """
         acked = self._acked[tp]
