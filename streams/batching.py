@@ -147,9 +147,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         may be ahead of the broker's. Faust 0.15.3 records a commit as done even when
         Kafka refused it during a rebalance (faust-streaming/faust#316, fixed upstream
         by #692, not released), and a commit may land while this seek runs. A stale
-        committed offset above the records read again from 0 made Faust wait for
-        offsets that never come (its gap list starts at the read offset): the
-        partition was folded and stored but never committed again.
+        committed offset above the records read again from 0 made the partition wait
+        for offsets below it that were never acknowledged again: folded and stored,
+        never committed again.
         """
         committed = dict(await super().seek_to_committed())
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
@@ -196,8 +196,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
         partition without a commit, accepts a run that starts anywhere; it also counts
         a batch's last offset twice (in the gap and in the acknowledgement), which
         ended its run at every batch: each commit moved a partition on one batch only
-        (its gap handling: faust-streaming/faust#606, open). Other topics keep Faust's computation, with each
-        offset counted once.
+        (its gap handling: faust-streaming/faust#606, open). Other topics keep Faust's
+        computation, with each offset counted once.
         """
         acked = self._acked[tp]
         if not acked:
