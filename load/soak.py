@@ -4,7 +4,8 @@ One worker takes a steady stream of *new* parcels (every chunk simulated with it
 id tag, so the number of parcels seen grows for the whole run) at ``rate`` events/s.
 Its resident memory is sampled from ``/proc`` every few seconds. The report gives the
 RSS after the warm-up (the first tenth of the run: the interpreter settles)
-and at the end, and the growth per 100,000 parcels seen after the warm-up: near zero
+and at the end, and the growth per 100,000 parcels seen over the run's second half
+(the caches and RocksDB's buffers take longer than the warm-up to fill): near zero
 when every structure is bounded (the state cache and RocksDB's write buffers and
 block cache, here small so that they fill early;
 the key-partition memo; the stuck index lives in a table); a leak shows up as a
@@ -109,8 +110,9 @@ def soak_result(
     """The figures of a soak from its samples (pure, tested on its own)."""
     warm = [s for s in samples if s[0] >= seconds / 10] or samples
     first, last = warm[0], warm[-1]
-    seen = last[2] - first[2]
-    slope = (last[1] - first[1]) / seen * 100_000 if seen > 0 else None
+    half = [s for s in samples if s[0] >= seconds / 2] or warm
+    seen = half[-1][2] - half[0][2]
+    slope = (half[-1][1] - half[0][1]) / seen * 100_000 if seen > 0 else None
     return {
         "soak_s": seconds,
         "soak_rate_offered": rate,

@@ -26,9 +26,15 @@ def test_domain_costs_reports_the_parts() -> None:
 def test_soak_figures_skip_the_warm_up_and_give_growth_per_parcels():
     from load.soak import soak_result
 
-    samples = [(0.0, 50.0, 0, 0.0), (5.0, 80.0, 5_000, 1.0), (50.0, 100.0, 105_000, 2.0)]
+    samples = [
+        (0.0, 50.0, 0, 0.0),
+        (5.0, 80.0, 5_000, 1.0),
+        (25.0, 95.0, 55_000, 1.5),  # caches still filling before half-time
+        (50.0, 100.0, 105_000, 2.0),
+    ]
     result = soak_result(samples, seconds=50, rate=2000, events=300_000, parcels=110_000)
     assert result["soak_rss_start_mb"] == 80.0  # the first sample is inside the warm-up
     assert result["soak_rss_end_mb"] == 100.0 and result["soak_rss_max_mb"] == 100.0
-    assert result["soak_rss_growth_mb_per_100k_parcels"] == 20.0
-    assert len(result["soak_samples"]) == 3
+    # over the second half only: 5 MiB per 50,000 parcels (from 80 MiB it would read 20)
+    assert result["soak_rss_growth_mb_per_100k_parcels"] == 10.0
+    assert len(result["soak_samples"]) == 4
