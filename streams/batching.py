@@ -85,6 +85,11 @@ def batch_message(tp: TP, messages: Sequence[Message]) -> Message:
 class BatchConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer, yielding one message per batch for the app's batch topics."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_from: dict[TP, int] = {}
+        """Per batch-topic partition: the first offset delivered since its last seek."""
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         generation = self.app.consumer_generation_id
@@ -104,15 +109,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 # As Faust's own getmany does, seek back so they are fetched again.
                 await self._seek_back_during_rebalance()
                 return
-            self._read_from().setdefault(tp, messages[0].offset)
+            self._read_from.setdefault(tp, messages[0].offset)
             yield tp, batch_message(tp, messages)
-
-    def _read_from(self) -> dict[TP, int]:
-        """Per batch-topic partition: the first offset delivered since its last seek."""
-        starts: dict[TP, int] | None = self.__dict__.get("_trackbone_read_from")
-        if starts is None:
-            starts = self.__dict__["_trackbone_read_from"] = {}
-        return starts
 
     async def _seek_back_during_rebalance(self) -> None:
         """Seek back to the committed offsets; a partition already gone is the rebalance's.
@@ -155,7 +153,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         for tp in self.assignment():
             if tp.topic in batch_topics:
-                self._read_from().pop(tp, None)  # read again from the seek
+                self._read_from.pop(tp, None)  # read again from the seek
             if tp.topic in batch_topics and not committed.get(tp):
                 try:
                     await self.seek(tp, 0)
@@ -197,33 +195,22 @@ class BatchConsumer(aiokafka_driver.Consumer):
         a batch's last offset twice (in the gap and in the acknowledgement), which
         ended its run at every batch: each commit moved a partition on one batch only
         (its gap handling: faust-streaming/faust#606, open). Other topics keep Faust's
-        computation, with each offset counted once.
+        computation.
         """
+        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
+        if tp.topic not in batch_topics:
+            return super()._new_offset(tp)
         acked = self._acked[tp]
         if not acked:
             return None
         committed = self._committed_offset[tp]
-        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
-        if tp.topic in batch_topics:
-            self._gap.pop(tp, None)  # delivered is not done
-            start = self._read_from().get(tp)
-            base = max((b for b in (committed, start) if b is not None), default=None)
-            done = sorted({o for o in acked if committed is None or o >= committed})
-            if not done or (base is not None and done[0] > base):
-                acked[:] = done
-                return None  # the records the partition is read from are not done yet
-        else:
-            highest = max(acked)
-            gaps = self._gap[tp]
-            covered = sorted(gaps.overlap(0, highest), key=lambda iv: iv.begin) if gaps else []
-            if covered:
-                offsets = [o for iv in covered for o in range(iv.begin, iv.end)]
-                acked.extend(offsets)
-                gaps.chop(0, max(offsets[-1], highest + 1))
-            done = sorted(set(acked))
-            if committed and done[0] - committed > 1:
-                acked[:] = done
-                return None
+        self._gap.pop(tp, None)  # delivered is not done
+        start = self._read_from.get(tp)
+        base = max((b for b in (committed, start) if b is not None), default=None)
+        done = sorted({o for o in acked if committed is None or o >= committed})
+        if not done or (base is not None and done[0] > base):
+            acked[:] = done
+            return None  # the records the partition is read from are not done yet
         run = next(consecutive_numbers(done))
         acked[:] = done[len(run) :]
         self._acked_index[tp].difference_update(run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP
+from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 
 from streams.batching import SCHEME, BatchApp, BatchConsumer, RecordBatch, batch_message
@@ -123,6 +123,57 @@ async def test_a_rebalance_while_faust_takes_a_batch_stops_the_rest_of_the_fetch
     assert [m.offset for m in delivered] == [6] and seeks == ["seek"]
 
 
+class Broker:
+    """The Kafka side of a consumer in commit tests: its committed offsets, the commits sent.
+
+    ``refusals``: how many commits Kafka refuses first ("already rebalanced").
+    """
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        app: BatchApp,
+        consumer: BatchConsumer,
+        committed: dict[TP, int | None],
+        refusals: int = 0,
+    ) -> None:
+        self.committed = dict(committed)
+        self.commits: list[dict[TP, int]] = []
+        self.refusals = refusals
+
+        async def commit(offsets: dict[TP, int]) -> bool:
+            self.commits.append(dict(offsets))
+            if self.refusals:
+                self.refusals -= 1
+                return False
+            self.committed.update(offsets)
+            return True
+
+        async def seek(tp: TP, offset: int) -> None:
+            pass
+
+        async def nothing_to_flush() -> None:
+            pass
+
+        async def seek_to_committed(_: object) -> dict[TP, int | None]:
+            return dict(self.committed)
+
+        monkeypatch.setattr(consumer, "assignment", lambda: set(committed))
+        monkeypatch.setattr(consumer, "_commit", commit)
+        monkeypatch.setattr(consumer, "_seek", seek)
+        monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
+        monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+        monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", seek_to_committed)
+
+
+async def drained(consumer: BatchConsumer, message: Message, read: int) -> int:
+    """What Faust's drain loop does on delivery (notes the gap since ``read``); the new read."""
+    consumer.track_message(message)
+    if message.offset - read > 1:
+        await consumer._add_gap(message.tp, read + 1, message.offset)
+    return message.offset
+
+
 async def test_a_partition_read_again_from_0_is_committed_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -132,28 +183,7 @@ async def test_a_partition_read_again_from_0_is_committed_again(
     # again, Faust never committed the partition again (folded and stored, verify
     # behind). The seek reports the partition committed at 0, which resets Faust's.
     app, consumer = batch_consumer()
-    commits: list[dict[TP, int]] = []
-    outcomes = iter([False, True])  # refused ("already rebalanced"), then done
-
-    async def commit(offsets: dict[TP, int]) -> bool:
-        commits.append(dict(offsets))
-        return next(outcomes)
-
-    async def nothing_committed(self: object) -> dict[TP, None]:
-        return {TOPIC_PARTITION: None}
-
-    async def seek(tp: TP, offset: int) -> None:
-        pass
-
-    async def flushed() -> None:
-        pass
-
-    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
-    monkeypatch.setattr(consumer, "_commit", commit)
-    monkeypatch.setattr(consumer, "_seek", seek)
-    monkeypatch.setattr(app.producer, "flush", flushed)
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", nothing_committed)
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None}, refusals=1)
 
     def deliver(*offsets: int) -> None:
         message = batch_message(TOPIC_PARTITION, fetched(*offsets))
@@ -165,7 +195,7 @@ async def test_a_partition_read_again_from_0_is_committed_again(
     await consumer.perform_seek()  # the rebalance seeks back: nothing committed
     deliver(*range(0, 10))  # read again from 0
     await consumer.commit()
-    assert commits == [{TOPIC_PARTITION: 6}, {TOPIC_PARTITION: 10}]
+    assert broker.commits == [{TOPIC_PARTITION: 6}, {TOPIC_PARTITION: 10}]
 
 
 async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one(
@@ -175,38 +205,15 @@ async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one
     # acknowledgement adds again; the duplicate split its run of offsets and each
     # commit moved the partition on one batch only (faust-streaming/faust#606).
     app, consumer = batch_consumer()
-    commits: list[dict[TP, int]] = []
-
-    async def commit(offsets: dict[TP, int]) -> bool:
-        commits.append(dict(offsets))
-        return True
-
-    async def seek(tp: TP, offset: int) -> None:
-        pass
-
-    async def nothing_to_flush() -> None:
-        pass
-
-    async def committed_at_100(self: object) -> dict[TP, int]:
-        return {TOPIC_PARTITION: 100}
-
-    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
-    monkeypatch.setattr(consumer, "_commit", commit)
-    monkeypatch.setattr(consumer, "_seek", seek)
-    monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", committed_at_100)
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
     await consumer.perform_seek()
     read = 100
     for first in range(100, 150, 5):  # ten batches of five, as Faust's drain loop sees them
         message = batch_message(TOPIC_PARTITION, fetched(*range(first, first + 5)))
-        consumer.track_message(message)
-        if message.offset - read > 1:
-            await consumer._add_gap(TOPIC_PARTITION, read + 1, message.offset)
-        read = message.offset
+        read = await drained(consumer, message, read)
         consumer.ack(message)
     await consumer.commit()
-    assert commits == [{TOPIC_PARTITION: 150}]
+    assert broker.commits == [{TOPIC_PARTITION: 150}]
 
 
 async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
@@ -217,37 +224,12 @@ async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
     # merged into the acknowledgement of a shorter batch read again, committed records
     # nobody had folded.
     app, consumer = batch_consumer()
-    commits: list[dict[TP, int]] = []
-    broker = {TOPIC_PARTITION: 100}
-
-    async def commit(offsets: dict[TP, int]) -> bool:
-        commits.append(dict(offsets))
-        broker.update(offsets)
-        return True
-
-    async def seek(tp: TP, offset: int) -> None:
-        pass
-
-    async def nothing_to_flush() -> None:
-        pass
-
-    async def committed(self: object) -> dict[TP, int]:
-        return dict(broker)
-
-    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
-    monkeypatch.setattr(consumer, "_commit", commit)
-    monkeypatch.setattr(consumer, "_seek", seek)
-    monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", committed)
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
     read = [100]
 
     async def deliver(*offsets: int, processed: bool = True) -> None:
         message = batch_message(TOPIC_PARTITION, fetched(*offsets))
-        consumer.track_message(message)
-        if message.offset - read[0] > 1:  # Faust's drain loop notes the gap
-            await consumer._add_gap(TOPIC_PARTITION, read[0] + 1, message.offset)
-        read[0] = message.offset
+        read[0] = await drained(consumer, message, read[0])
         if processed:
             consumer.ack(message)
 
@@ -259,7 +241,7 @@ async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
     read[0] = 105
     await deliver(*range(105, 108))  # read again, in a shorter batch
     await consumer.commit()
-    assert commits == [{TOPIC_PARTITION: 105}, {TOPIC_PARTITION: 108}]
+    assert broker.commits == [{TOPIC_PARTITION: 105}, {TOPIC_PARTITION: 108}]
 
 
 async def test_a_partition_without_a_commit_commits_only_from_where_it_is_read(
@@ -268,31 +250,12 @@ async def test_a_partition_without_a_commit_commits_only_from_where_it_is_read(
     # Without a commit Faust accepted a run of acknowledged offsets starting anywhere:
     # a first batch the stream skipped, then a processed one, committed both.
     app, consumer = batch_consumer()
-    commits: list[dict[TP, int]] = []
-
-    async def commit(offsets: dict[TP, int]) -> bool:
-        commits.append(dict(offsets))
-        return True
-
-    async def seek(tp: TP, offset: int) -> None:
-        pass
-
-    async def nothing_to_flush() -> None:
-        pass
-
-    async def nothing_committed(self: object) -> dict[TP, None]:
-        return {TOPIC_PARTITION: None}
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None})
 
     async def fetch(self: object, timeout: float):
         for message in fetched(*range(40, 50)):  # retention removed offsets below 40
             yield TOPIC_PARTITION, message
 
-    monkeypatch.setattr(consumer, "assignment", lambda: {TOPIC_PARTITION})
-    monkeypatch.setattr(consumer, "_commit", commit)
-    monkeypatch.setattr(consumer, "_seek", seek)
-    monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
-    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
-    monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", nothing_committed)
     monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
     await consumer.perform_seek()
     (skipped,) = [message async for _, message in consumer.getmany(timeout=0.1)]
@@ -301,7 +264,7 @@ async def test_a_partition_without_a_commit_commits_only_from_where_it_is_read(
     consumer.track_message(later)
     consumer.ack(later)
     await consumer.commit()
-    assert commits == []  # 40..49 are not done
+    assert broker.commits == []  # 40..49 are not done
     consumer.ack(skipped)  # read again after the rebalance's seek back, and folded
     await consumer.commit()
-    assert commits == [{TOPIC_PARTITION: 60}]
+    assert broker.commits == [{TOPIC_PARTITION: 60}]
