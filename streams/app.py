@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -23,7 +24,7 @@ from faust.types import TP
 from projections import core
 from projections import fold as fold_
 from streams import avro, carrier_auth
-from streams.batching import SCHEME, BatchApp, BatchSchema, RecordBatch
+from streams.batching import SCHEME, BatchApp, BatchSchema, RecordBatch, folded_callback
 from streams.eta_stream import LANE_OBSERVATIONS_BASE, EtaWiring
 from streams.kafka_io import ensure_deployment_topics, faust_credentials
 from streams.liveness import Liveness
@@ -160,13 +161,15 @@ class TrackboneApp:
         """Fold, store, emit a record batch at a time; ack it once Kafka holds its outputs."""
         outputs = self.outputs
         process = self.processor.process
+        folded = folded_callback(self.app)
         async for event in cast(faust.Stream, stream).noack().events():
             batch: RecordBatch = event.value
             try:
                 records = process(
                     BatchInfo(batch.topic, batch.partition, batch.last_offset), batch.records
                 )
-                outputs.ack_when_stored(await outputs.send(records), event.ack, len(records))
+                stored = await outputs.send(records)
+                outputs.ack_when_stored(stored, partial(folded, event), len(records))
                 await outputs.settle()
                 self.liveness.progressed()
             except Exception as exc:

@@ -11,10 +11,11 @@ public fetch method) groups the records Faust fetched into one message per
 topic-partition whose value is the `RecordBatch`.
 
 Commits stay Faust's (its commit timer, its consumer group), but what is done is the
-consumer's: acknowledging a batch (after its outputs are in Kafka) acknowledges every
-one of its offsets, and a partition commits up to the end of the unbroken run of
-done offsets from where it is read. Faust's own gap bookkeeping, which marks offsets
-as it delivers them, is not used for batch topics (`BatchConsumer.ack`).
+consumer's: the app tells it a batch is folded once its outputs are in Kafka
+(`BatchConsumer.folded`), and a partition commits up to the end of the unbroken run of
+folded offsets from where it is read. Faust's own bookkeeping, which counts what its
+drain loop delivered and what its stream acknowledged (skipped batches included), is
+not used for batch topics.
 
 Registered as the ``trackbone-batch://`` broker scheme through Faust's documented
 ``faust.transports`` entry-point group (see pyproject.toml).
@@ -22,16 +23,15 @@ Registered as the ``trackbone-batch://`` broker scheme through Faust's documente
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError, KafkaError
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP, AppT, Message
+from faust.types import TP, AppT, EventT, Message
 from faust.types.tuples import ConsumerMessage
-from faust.utils.functional import consecutive_numbers
 
 from projections.core import Record
 
@@ -45,6 +45,8 @@ class RecordBatch:
     topic: str
     partition: int
     records: Sequence[Record]
+    seek: int = 0
+    """How many times the consumer had positioned the partition when it delivered this."""
 
     @property
     def last_offset(self) -> int:
@@ -62,7 +64,7 @@ def _record(message: Message) -> Record:
     )
 
 
-def batch_message(tp: TP, messages: Sequence[Message]) -> Message:
+def batch_message(tp: TP, messages: Sequence[Message], seek: int = 0) -> Message:
     """One message for a partition's fetched records, valued by their `RecordBatch`."""
     last = messages[-1]
     return ConsumerMessage(
@@ -73,7 +75,7 @@ def batch_message(tp: TP, messages: Sequence[Message]) -> Message:
         last.timestamp_type,
         [],
         None,
-        RecordBatch(tp.topic, tp.partition, [_record(m) for m in messages]),  # type: ignore[arg-type]
+        RecordBatch(tp.topic, tp.partition, [_record(m) for m in messages], seek),  # type: ignore[arg-type]
         None,
         0,
         0,
@@ -83,15 +85,26 @@ def batch_message(tp: TP, messages: Sequence[Message]) -> Message:
 
 
 class BatchConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer, yielding one message per batch for the app's batch topics."""
+    """Faust's aiokafka consumer, yielding one message per batch for the app's batch topics.
+
+    For batch topics it also keeps what may be committed: per partition, the end of the
+    unbroken run of *folded* offsets from where the partition is read (``_done_to``).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_from: dict[TP, int] = {}
-        """Per batch-topic partition: the first offset delivered since its last seek."""
+        self._done_to: dict[TP, int] = {}
+        """Per batch-topic partition: every offset below this one is folded and stored."""
+        self._seeks: dict[TP, int] = {}
+        """Per batch-topic partition: how many times it was positioned (tags its batches)."""
+        self._reading_again: dict[TP, int] = {}
+        """Per batch-topic partition: the offset a pending seek reads it again from."""
+
+    def _batch_topics(self) -> frozenset[str]:
+        return getattr(self.app, "batch_topics", frozenset())
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
+        batch_topics = self._batch_topics()
         generation = self.app.consumer_generation_id
         pending: dict[TP, list[Message]] = {}
         async for tp, message in super().getmany(timeout):
@@ -103,14 +116,11 @@ class BatchConsumer(aiokafka_driver.Consumer):
             if not self.flow_active or self.app.consumer_generation_id != generation:
                 # A rebalance began during the fetch, or while Faust took the previous
                 # batch (its callback waits when the stream's buffer is full): deliver
-                # nothing more of it. Yielded now, a batch fetched before the seek back
-                # would set Faust's read offset past the committed offset it seeks back
-                # to, and the records fetched again below it would be dropped as read.
-                # As Faust's own getmany does, seek back so they are fetched again.
+                # nothing more of it, and seek back so that it is fetched again, as
+                # Faust's own getmany does when the flow stops.
                 await self._seek_back_during_rebalance()
                 return
-            self._read_from.setdefault(tp, messages[0].offset)
-            yield tp, batch_message(tp, messages)
+            yield tp, batch_message(tp, messages, self._seeks.get(tp, 0))
 
     async def _seek_back_during_rebalance(self) -> None:
         """Seek back to the committed offsets; a partition already gone is the rebalance's.
@@ -129,92 +139,125 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self.log.info("seek back skipped while the assignment changes: %r", exc)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        """Seek to the committed offsets, and batch-topic partitions without one to 0.
+        """Seek to the committed offsets (batch-topic partitions without one: their start).
 
-        Faust drops records it fetched while a rebalance runs (those of partitions not
-        active yet, or fetched as the flow stops) and seeks back to the committed
-        offsets afterwards. aiokafka's ``seek_to_committed`` leaves a partition with no
-        committed offset (or 0) where it is, so such a partition's dropped records
-        would never be fetched again and the next commit would pass over them (seen
-        here: a worker taking over a dead worker's partitions skipped their first
-        records). Such a partition has not been processed by anyone, so it starts at
-        its beginning, as ``auto_offset_reset=earliest`` means.
+        aiokafka's ``seek_to_committed`` leaves a partition with no committed offset
+        where it is; records Faust dropped during the rebalance would never be fetched
+        again (seen here: a worker taking over a dead worker's partitions skipped their
+        first records). Such a partition has not been processed by anyone, so it is
+        read from its first offset (``auto_offset_reset=earliest``), which is where its
+        run of folded offsets starts.
 
         Such a partition is reported as committed at 0, not as without a commit:
-        Faust's ``perform_seek`` then resets its own committed offset for it, which
-        may be ahead of the broker's. Faust 0.15.3 records a commit as done even when
-        Kafka refused it during a rebalance (faust-streaming/faust#316, fixed upstream
-        by #692, not released), and a commit may land while this seek runs. A stale
-        committed offset above the records read again from 0 made the partition wait
-        for offsets below it that were never acknowledged again: folded and stored,
-        never committed again.
+        Faust's ``perform_seek`` then resets its own committed offset for it, which may
+        be ahead of the broker's. Faust 0.15.3 books a commit as done even when Kafka
+        refused it during a rebalance (faust-streaming/faust#316, fixed upstream by
+        #692, not released); above the records read again, that stale offset refused
+        every later commit of the partition.
         """
         committed = dict(await super().seek_to_committed())
-        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
-        for tp in self.assignment():
-            if tp.topic in batch_topics:
-                self._read_from.pop(tp, None)  # read again from the seek
-            if tp.topic in batch_topics and not committed.get(tp):
+        batch_topics = self._batch_topics()
+        partitions = [tp for tp in self.assignment() if tp.topic in batch_topics]
+        fresh = [tp for tp in partitions if not committed.get(tp)]
+        starts: Mapping[TP, int] = {}
+        if fresh:
+            try:
+                starts = await self.earliest_offsets(*fresh)
+            except KafkaError as exc:  # revoked meanwhile: the next seek decides
+                self.log.info("earliest offsets unknown while the assignment changes: %r", exc)
+        for tp in partitions:
+            self._seeks[tp] = self._seeks.get(tp, 0) + 1
+            self._reading_again.pop(tp, None)
+            self._done_to.pop(tp, None)
+            if tp in fresh:
                 try:
                     await self.seek(tp, 0)
                 except IllegalStateError:  # revoked meanwhile: its new owner seeks it
                     continue
                 committed[tp] = 0
+                if tp in starts:
+                    self._done_to[tp] = starts[tp]
+            else:
+                self._done_to[tp] = committed[tp]
         return committed
 
-    def ack(self, message: Message) -> bool:
-        """Acknowledge a batch as every one of its offsets, once its outputs are stored.
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._done_to.pop(tp, None)
+            self._reading_again.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
-        Faust's own bookkeeping for a batch message is its last offset plus a gap (the
-        offsets since the partition's previous message) that its drain loop notes when
-        it *delivers* the message. Faust's stream then skips events while a rebalance
-        runs, so a gap may cover a batch nobody folded; merged into a later
-        acknowledgement, it committed those records (seen here: a restarted worker
-        lost two conflict dead letters and 42 parcels' last events). So for batch
-        topics the acknowledged offsets alone say what is done.
+    def folded(self, event: EventT) -> None:
+        """Acknowledge a batch the app has folded and whose outputs Kafka holds.
+
+        Faust's stream also acknowledges the batches it *skips* while a rebalance runs,
+        and its own bookkeeping counts every acknowledged offset as done: a skipped
+        batch could be committed unfolded, and its stale offsets, kept across the
+        partition's move to another worker and back, refused the acknowledgement of a
+        later batch ending at the same offset, which stalled the partition's commits
+        for good (seen in the join/leave fault). So what may be committed is only what
+        this method was told, as one unbroken run from where the partition is read.
         """
-        accepted = super().ack(message)
+        message = event.message
         batch = message.value
-        if accepted and isinstance(batch, RecordBatch) and len(batch.records) > 1:
-            committed = self._committed_offset[message.tp]
-            first = batch.records[0].offset
-            if committed is not None:
-                first = max(first, committed)
-            self._acked[message.tp].extend(range(first, batch.last_offset))
-        return accepted
+        tp = message.tp
+        self._acked[tp]  # a defaultdict: Faust asks _new_offset for the partitions in it
+        if isinstance(batch, RecordBatch) and tp in self._done_to:
+            end = self._done_to[tp]
+            first, after = batch.records[0].offset, batch.last_offset + 1
+            if first <= end < after:
+                self._done_to[tp] = after
+                self._reading_again.pop(tp, None)
+            elif first > end and batch.seek == self._seeks.get(tp):
+                # A batch delivered since the last seek is missing before this one:
+                # read the partition again from the end of the run (the fold dedupes).
+                self._read_again(tp, end)
+        event.ack()
+
+    def _read_again(self, tp: TP, offset: int) -> None:
+        if self._reading_again.get(tp) == offset:
+            return
+        self._reading_again[tp] = offset
+        self.log.warning("%s: offsets from %s delivered, not folded: reading again", tp, offset)
+
+        async def seek() -> None:
+            try:
+                await self.seek(tp, offset)
+            except (IllegalStateError, KafkaError) as exc:  # revoked: its new owner reads it
+                self.log.info("reading %s again skipped: %r", tp, exc)
+
+        self.add_future(seek())
 
     def _new_offset(self, tp: TP) -> int | None:
-        """The next commit offset for ``tp``: the end of the unbroken run of done offsets.
+        """The next commit offset for ``tp``: for batch topics, the end of the folded run.
 
-        For batch topics the run is of acknowledged offsets only (see ``ack``), and it
-        must start where the partition is read from: its committed offset, or the
-        first offset delivered since the seek when it has none (a partition without a
-        commit is read from its beginning, which retention may have moved past 0).
-        Faust's own computation merges the gaps its drain loop noted and, for a
-        partition without a commit, accepts a run that starts anywhere; it also counts
-        a batch's last offset twice (in the gap and in the acknowledgement), which
-        ended its run at every batch: each commit moved a partition on one batch only
-        (its gap handling: faust-streaming/faust#606, open). Other topics keep Faust's
-        computation.
+        Faust's own computation (kept for other topics) merges what its drain loop
+        delivered and what its stream acknowledged, skipped batches included (see
+        ``folded``); and a batch's last offset, in both, split its run at every batch
+        (faust-streaming/faust#606, open).
         """
-        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
-        if tp.topic not in batch_topics:
+        if tp.topic not in self._batch_topics():
             return super()._new_offset(tp)
-        acked = self._acked[tp]
-        if not acked:
-            return None
+        self._gap.pop(tp, None)
+        self._acked[tp].clear()
+        self._acked_index[tp].clear()
+        end = self._done_to.get(tp)
         committed = self._committed_offset[tp]
-        self._gap.pop(tp, None)  # delivered is not done
-        start = self._read_from.get(tp)
-        base = max((b for b in (committed, start) if b is not None), default=None)
-        done = sorted({o for o in acked if committed is None or o >= committed})
-        if not done or (base is not None and done[0] > base):
-            acked[:] = done
-            return None  # the records the partition is read from are not done yet
-        run = next(consecutive_numbers(done))
-        acked[:] = done[len(run) :]
-        self._acked_index[tp].difference_update(run)
-        return run[-1] + 1
+        if end is None or (committed is not None and end <= committed):
+            return None
+        return end
+
+
+def folded_callback(app: AppT) -> Callable[[EventT], None]:
+    """What an agent of ``app`` calls once it has folded a batch (`BatchConsumer.folded`)."""
+    consumer = app.consumer
+    if isinstance(consumer, BatchConsumer):
+        return consumer.folded
+
+    def ack(event: EventT) -> None:
+        event.ack()
+
+    return ack
 
 
 class Transport(aiokafka_driver.Transport):

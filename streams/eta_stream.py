@@ -32,7 +32,7 @@ import orjson
 from projections import eta
 from projections.core import Record
 from projections.fold import ParcelState
-from streams.batching import BatchApp, BatchSchema, RecordBatch
+from streams.batching import BatchApp, BatchSchema, RecordBatch, folded_callback
 from streams.settings import Settings
 from streams.table_options import rocksdb_options
 
@@ -78,6 +78,7 @@ class EtaWiring:
     """The lane-statistics topic, global table and learning agent of one app."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
         self.settings = settings
         # A batch topic (`streams.batching`): a delivered parcel sends an observation
         # per lane level, and each paid Faust's per-message pipeline (the learner was
@@ -120,8 +121,10 @@ class EtaWiring:
         Table writes need a current stream event (Faust #497), so an idle batch is
         flushed by a TICK message that ``tick`` emits, not by a timer writing the table.
         """
-        async for batch in stream:
-            self.learn(cast(RecordBatch, batch).records)
+        folded = folded_callback(self.app)
+        async for event in cast(faust.Stream, stream).noack().events():
+            self.learn(cast(RecordBatch, event.value).records)
+            folded(event)
 
     def learn(self, records: Sequence[Record]) -> None:
         """Take a batch of observation records; flush on a tick, a full batch or time."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from aiokafka.errors import IllegalStateError
+from faust.events import Event
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP, Message
+from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from streams.batching import SCHEME, BatchApp, BatchConsumer, RecordBatch, batch_message
@@ -126,7 +127,8 @@ async def test_a_rebalance_while_faust_takes_a_batch_stops_the_rest_of_the_fetch
 class Broker:
     """The Kafka side of a consumer in commit tests: its committed offsets, the commits sent.
 
-    ``refusals``: how many commits Kafka refuses first ("already rebalanced").
+    ``refusals``: how many commits Kafka refuses first ("already rebalanced"); ``start``:
+    each partition's first offset (retention may have removed the ones below it).
     """
 
     def __init__(
@@ -136,9 +138,11 @@ class Broker:
         consumer: BatchConsumer,
         committed: dict[TP, int | None],
         refusals: int = 0,
+        start: int = 0,
     ) -> None:
         self.committed = dict(committed)
         self.commits: list[dict[TP, int]] = []
+        self.seeks: list[tuple[TP, int]] = []
         self.refusals = refusals
 
         async def commit(offsets: dict[TP, int]) -> bool:
@@ -150,7 +154,7 @@ class Broker:
             return True
 
         async def seek(tp: TP, offset: int) -> None:
-            pass
+            self.seeks.append((tp, offset))
 
         async def nothing_to_flush() -> None:
             pass
@@ -158,47 +162,45 @@ class Broker:
         async def seek_to_committed(_: object) -> dict[TP, int | None]:
             return dict(self.committed)
 
+        async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+            return {tp: start for tp in partitions}
+
         monkeypatch.setattr(consumer, "assignment", lambda: set(committed))
         monkeypatch.setattr(consumer, "_commit", commit)
         monkeypatch.setattr(consumer, "_seek", seek)
+        monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
         monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
         monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
         monkeypatch.setattr(aiokafka_driver.Consumer, "seek_to_committed", seek_to_committed)
 
 
-async def drained(consumer: BatchConsumer, message: Message, read: int) -> int:
-    """What Faust's drain loop does on delivery (notes the gap since ``read``); the new read."""
-    consumer.track_message(message)
-    if message.offset - read > 1:
-        await consumer._add_gap(message.tp, read + 1, message.offset)
-    return message.offset
+class Delivery:
+    """Batches as Faust delivers them: the drain loop's gap note, then folded or skipped."""
 
+    def __init__(self, app: BatchApp, consumer: BatchConsumer, read: int = -1) -> None:
+        self.app, self.consumer, self.read = app, consumer, read
 
-async def test_a_partition_read_again_from_0_is_committed_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Faust 0.15.3 books a commit refused during a rebalance as done
-    # (faust-streaming/faust#316). The broker still has no commit, so the partition is
-    # read again from 0; with Faust's stale committed offset above the batch it read
-    # again, Faust never committed the partition again (folded and stored, verify
-    # behind). The seek reports the partition committed at 0, which resets Faust's.
-    app, consumer = batch_consumer()
-    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None}, refusals=1)
-
-    def deliver(*offsets: int) -> None:
-        message = batch_message(TOPIC_PARTITION, fetched(*offsets))
+    async def __call__(self, *offsets: int, folded: bool = True) -> None:
+        consumer = self.consumer
+        message = batch_message(
+            TOPIC_PARTITION, fetched(*offsets), consumer._seeks.get(TOPIC_PARTITION, 0)
+        )
         consumer.track_message(message)
-        consumer.ack(message)
+        if self.read >= 0 and message.offset - self.read > 1:
+            await consumer._add_gap(message.tp, self.read + 1, message.offset)
+        self.read = message.offset
+        event = Event(self.app, None, message.value, {}, message)
+        if folded:
+            consumer.folded(event)
+        else:  # Faust's stream acknowledges a batch it skips while a rebalance runs
+            event.ack()
 
-    deliver(*range(2, 6))  # read from 0 while the flow resumed; the commit is refused
-    await consumer.commit()
-    await consumer.perform_seek()  # the rebalance seeks back: nothing committed
-    deliver(*range(0, 10))  # read again from 0
-    await consumer.commit()
-    assert broker.commits == [{TOPIC_PARTITION: 6}, {TOPIC_PARTITION: 10}]
+    async def seek(self) -> None:
+        await self.consumer.perform_seek()
+        self.read = -1
 
 
-async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one(
+async def test_batches_folded_between_two_commits_are_all_committed_by_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Faust's gap for a batch message ends at the message's own offset, which the
@@ -206,65 +208,133 @@ async def test_batches_acknowledged_between_two_commits_are_all_committed_by_one
     # commit moved the partition on one batch only (faust-streaming/faust#606).
     app, consumer = batch_consumer()
     broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
-    await consumer.perform_seek()
-    read = 100
-    for first in range(100, 150, 5):  # ten batches of five, as Faust's drain loop sees them
-        message = batch_message(TOPIC_PARTITION, fetched(*range(first, first + 5)))
-        read = await drained(consumer, message, read)
-        consumer.ack(message)
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    for first in range(100, 150, 5):  # ten batches of five
+        await deliver(*range(first, first + 5))
     await consumer.commit()
     assert broker.commits == [{TOPIC_PARTITION: 150}]
 
 
-async def test_a_batch_the_stream_skipped_is_not_committed_after_the_seek_back(
+async def test_a_batch_the_stream_skipped_is_never_committed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Faust notes a batch's offsets as a gap when its drain loop delivers it; the stream
-    # then skips the batch if a rebalance began. The gap noted before the seek back,
-    # merged into the acknowledgement of a shorter batch read again, committed records
-    # nobody had folded.
+    # Faust's stream acknowledges a batch it skips (a rebalance began); counted as
+    # done, a skipped batch merged into the next folded one committed records nobody
+    # had folded.
     app, consumer = batch_consumer()
     broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
-    read = [100]
-
-    async def deliver(*offsets: int, processed: bool = True) -> None:
-        message = batch_message(TOPIC_PARTITION, fetched(*offsets))
-        read[0] = await drained(consumer, message, read[0])
-        if processed:
-            consumer.ack(message)
-
-    await consumer.perform_seek()
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
     await deliver(*range(100, 105))
-    await deliver(*range(105, 110), processed=False)  # skipped: a rebalance began
+    await deliver(*range(105, 110), folded=False)
     await consumer.commit()
-    await consumer.perform_seek()  # the rebalance seeks back to 105
-    read[0] = 105
+    await deliver.seek()  # the rebalance seeks back to 105
     await deliver(*range(105, 108))  # read again, in a shorter batch
     await consumer.commit()
     assert broker.commits == [{TOPIC_PARTITION: 105}, {TOPIC_PARTITION: 108}]
 
 
-async def test_a_partition_without_a_commit_commits_only_from_where_it_is_read(
+async def test_a_batch_missing_before_a_folded_one_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Should a batch delivered since the last seek go unfolded while a later one is
+    # folded, the partition would never commit again: it is read again from the gap.
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(100, 105))
+    await deliver(*range(105, 110), folded=False)
+    await deliver(*range(110, 115))
+    await deliver(*range(115, 120))  # one seek for the gap, not one per later batch
+    await consumer.commit()
+    for task in list(consumer._futures):
+        await task
+    assert broker.seeks[-1:] == [(TOPIC_PARTITION, 105)]
+    assert sum(1 for s in broker.seeks if s == (TOPIC_PARTITION, 105)) == 1
+    assert broker.commits == [{TOPIC_PARTITION: 105}]
+    deliver.read = 104
+    await deliver(*range(105, 120))  # read again from 105
+    await consumer.commit()
+    assert broker.commits[-1] == {TOPIC_PARTITION: 120}
+
+
+async def test_a_partition_that_moves_away_and_back_commits_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The join/leave fault's stall: a batch skipped before the partition moved left
+    # its last offset in Faust's acknowledged set; back from the other worker (which
+    # committed 20), a folded batch ending at that same offset was refused as acked
+    # already, and the partition never committed again.
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 10})
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(10, 27), folded=False)  # skipped as the partition is revoked
+    await consumer.on_partitions_revoked({TOPIC_PARTITION})
+    broker.committed[TOPIC_PARTITION] = 20  # the other worker folded 10..19
+    await deliver.seek()  # assigned back
+    await deliver(*range(20, 27))
+    await consumer.commit()
+    assert broker.commits == [{TOPIC_PARTITION: 27}]
+
+
+async def test_a_batch_folded_after_a_seek_counts_when_it_joins_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Delivered before a seek back and folded after it: its outputs are stored, so it
+    # extends the run it joins; one beyond the run is not committed, and is no gap
+    # to read again (the seek reads it again anyway).
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
+    await consumer.perform_seek()
+    early = [
+        batch_message(TOPIC_PARTITION, fetched(*r), 1) for r in (range(100, 105), range(110, 115))
+    ]
+    await consumer.perform_seek()  # a seek back while they were in the stream's buffer
+    for message in early:
+        consumer.track_message(message)
+        consumer.folded(Event(app, None, message.value, {}, message))
+    await consumer.commit()
+    assert broker.commits == [{TOPIC_PARTITION: 105}] and broker.seeks == []
+
+
+async def test_a_partition_read_again_from_its_start_is_committed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust 0.15.3 books a commit refused during a rebalance as done
+    # (faust-streaming/faust#316). The broker still has no commit, so the partition is
+    # read again from its start; with Faust's stale committed offset above the batch
+    # read again, Faust never committed the partition again (folded and stored, verify
+    # behind). The seek reports the partition committed at 0, which resets Faust's.
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None}, refusals=1)
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(0, 6))
+    await consumer.commit()  # refused: a rebalance began
+    await deliver.seek()
+    await deliver(*range(0, 10))  # read again from 0
+    await consumer.commit()
+    assert broker.commits == [{TOPIC_PARTITION: 6}, {TOPIC_PARTITION: 10}]
+
+
+async def test_a_partition_without_a_commit_commits_only_from_its_first_offset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Without a commit Faust accepted a run of acknowledged offsets starting anywhere:
-    # a first batch the stream skipped, then a processed one, committed both.
+    # a first batch the stream skipped, then a folded one, committed both.
     app, consumer = batch_consumer()
-    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None})
-
-    async def fetch(self: object, timeout: float):
-        for message in fetched(*range(40, 50)):  # retention removed offsets below 40
-            yield TOPIC_PARTITION, message
-
-    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
-    await consumer.perform_seek()
-    (skipped,) = [message async for _, message in consumer.getmany(timeout=0.1)]
-    consumer.track_message(skipped)  # delivered, then skipped by the stream: never acked
-    later = batch_message(TOPIC_PARTITION, fetched(*range(50, 60)))
-    consumer.track_message(later)
-    consumer.ack(later)
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None}, start=40)
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    assert broker.seeks == [(TOPIC_PARTITION, 0)]  # read from its start
+    await deliver(*range(40, 50), folded=False)  # retention removed offsets below 40
+    await deliver(*range(50, 60))
     await consumer.commit()
-    assert broker.commits == []  # 40..49 are not done
-    consumer.ack(skipped)  # read again after the rebalance's seek back, and folded
+    assert [c[TOPIC_PARTITION] for c in broker.commits] in ([], [40])  # 40..49 not folded
+    await deliver.seek()
+    await deliver(*range(40, 60))
     await consumer.commit()
-    assert broker.commits == [{TOPIC_PARTITION: 60}]
+    assert broker.commits[-1] == {TOPIC_PARTITION: 60}
