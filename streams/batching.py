@@ -106,6 +106,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         batch_topics = self._batch_topics()
         generation = self.app.consumer_generation_id
+        seeks = dict(self._seeks)  # before the fetch: a seek during it makes its batches stale
         pending: dict[TP, list[Message]] = {}
         async for tp, message in super().getmany(timeout):
             if tp.topic in batch_topics:
@@ -120,7 +121,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 # Faust's own getmany does when the flow stops.
                 await self._seek_back_during_rebalance()
                 return
-            yield tp, batch_message(tp, messages, self._seeks.get(tp, 0))
+            yield tp, batch_message(tp, messages, seeks.get(tp, 0))
 
     async def _seek_back_during_rebalance(self) -> None:
         """Seek back to the committed offsets; a partition already gone is the rebalance's.

@@ -338,3 +338,27 @@ async def test_a_partition_without_a_commit_commits_only_from_its_first_offset(
     await deliver(*range(40, 60))
     await consumer.commit()
     assert broker.commits[-1] == {TOPIC_PARTITION: 60}
+
+
+async def test_a_batch_fetched_before_a_seek_is_marked_as_read_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Yielded after a seek, records fetched before it are stale: folded, they may
+    # extend the run they join, but a gap before them is no reason to read again.
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
+    await consumer.perform_seek()
+
+    async def fetch(self: object, timeout: float):
+        for message in fetched(110, 111):
+            yield TOPIC_PARTITION, message
+        await consumer.perform_seek()  # the recovery's seek, while Faust took them
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
+    (stale,) = [message async for _, message in consumer.getmany(timeout=0.1)]
+    consumer.track_message(stale)
+    consumer.folded(Event(app, None, stale.value, {}, stale))
+    await consumer.commit()
+    for task in list(consumer._futures):  # a seek to read again would be one of these
+        await task
+    assert broker.seeks == [] and broker.commits == []
