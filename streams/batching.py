@@ -169,17 +169,21 @@ class BatchConsumer(aiokafka_driver.Consumer):
         for tp in partitions:
             self._seeks[tp] = self._seeks.get(tp, 0) + 1
             self._reading_again.pop(tp, None)
-            self._done_to.pop(tp, None)
+            start = committed.get(tp)
             if tp in fresh:
                 try:
                     await self.seek(tp, 0)
                 except IllegalStateError:  # revoked meanwhile: its new owner seeks it
                     continue
                 committed[tp] = 0
-                if tp in starts:
-                    self._done_to[tp] = starts[tp]
-            else:
-                self._done_to[tp] = committed[tp]
+                start = starts.get(tp)
+            if start is None:
+                self._done_to.pop(tp, None)
+                continue
+            # Batches keep arriving while the seek runs; one folded meanwhile extended a
+            # run that started at or below the committed offset read here (a partition
+            # only this worker commits, since a move revokes it), so the run stands.
+            self._done_to[tp] = max(start, self._done_to.get(tp, start))
         return committed
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

@@ -362,3 +362,22 @@ async def test_a_batch_fetched_before_a_seek_is_marked_as_read_before_it(
     for task in list(consumer._futures):  # a seek to read again would be one of these
         await task
     assert broker.seeks == [] and broker.commits == []
+
+
+async def test_a_batch_folded_while_the_seek_runs_stays_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The recovery seeks while batches still arrive: one folded meanwhile is below the
+    # committed offset the seek read only because its commit had not landed yet.
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100})
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(100, 105))
+    await deliver.seek()  # read committed 100: the fold of 100..104 is not committed yet
+    deliver.read = 104
+    await deliver(*range(105, 110))
+    await consumer.commit()
+    for task in list(consumer._futures):
+        await task
+    assert broker.seeks == [] and broker.commits == [{TOPIC_PARTITION: 110}]
