@@ -186,6 +186,22 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self._done_to[tp] = max(start, self._done_to.get(tp, start))
         return committed
 
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """Seek in the consumer's own thread, as Faust's other consumer calls do.
+
+        Faust 0.15.3 calls aiokafka's ``seek`` straight from the app's thread (for the
+        table recovery's seeks and the ones here) while the consumer thread may be inside
+        ``fetched_records``, which iterates the fetcher's buffered records that ``seek``
+        deletes: ``KeyError`` in ``fetched_records``, the fetcher crashed and the worker
+        with it (seen here in the failover test; reported as robinhood/aiokafka#19).
+        """
+        thread = self._thread
+
+        async def seek() -> None:  # runs on the consumer thread's loop
+            thread.seek(partition, offset)
+
+        await thread.call_thread(seek)
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._done_to.pop(tp, None)

@@ -239,9 +239,9 @@ class Outputs(Service):
         """Acknowledge the input (``ack``) once its outputs are stored, never before.
 
         Acknowledgements go out in submission order, whatever order Kafka confirms
-        the batches in: Faust treats the offsets between two batch messages of a
-        partition as committable once the later one is acknowledged, so an early
-        acknowledgement of a later batch would commit an earlier one still in flight.
+        the batches in: the consumer commits a partition's unbroken run of folded batches
+        (`streams.batching.BatchConsumer.folded`), and a later batch reported before an
+        earlier one is stored would look like a gap and have the partition read again.
         ``size`` (the batch's output records) counts against ``max_in_flight``.
         """
         self._in_flight.append((done, ack, size))

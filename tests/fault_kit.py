@@ -120,7 +120,7 @@ def settle(
         behind = {finding["what"] for finding in final.get("behind", ())}
         if final and not final.get("problems") and behind == {"worker has not committed"}:
             # Everything folded and stored, the commits behind: what the commit stall
-            # looked like (Faust's gap bookkeeping, streams.batching._new_offset).
+            # looked like (Faust's acknowledged offsets: streams.batching, `folded`).
             raise AssertionError(f"only commits are behind: {final['behind']}") from None
         raise
     assert final["events_in"] == final["applied"] + final["duplicates"] + final["dead_lettered"]

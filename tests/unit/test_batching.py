@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from aiokafka.errors import IllegalStateError
 from faust.events import Event
@@ -381,3 +384,29 @@ async def test_a_batch_folded_while_the_seek_runs_stays_done(
     for task in list(consumer._futures):
         await task
     assert broker.seeks == [] and broker.commits == [{TOPIC_PARTITION: 110}]
+
+
+async def test_a_seek_runs_on_the_consumer_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust seeks straight from the app's thread while the consumer thread iterates the
+    # fetcher's buffered records, which the seek deletes (robinhood/aiokafka#19): a
+    # KeyError crashed the fetcher and the worker.
+    _, consumer = batch_consumer()
+    calls: list[str] = []
+
+    class ConsumerThread:
+        def seek(self, tp: TP, offset: int) -> None:
+            calls.append(f"seek {tp.partition}@{offset} in {threading.current_thread().name}")
+
+        async def call_thread(self, fun, *args):
+            calls.append("enqueued")
+            result: list = []
+            worker = threading.Thread(
+                target=lambda: result.append(asyncio.run(fun(*args))), name="consumer-thread"
+            )
+            worker.start()
+            worker.join()
+            return result[0]
+
+    monkeypatch.setattr(consumer, "_thread", ConsumerThread())
+    await consumer.seek(TOPIC_PARTITION, 42)
+    assert calls == ["enqueued", "seek 3@42 in consumer-thread"]
