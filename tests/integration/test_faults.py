@@ -71,12 +71,6 @@ def test_worker_sigkill_mid_batch_then_restarted(kafka_bootstrap, unique_name, t
         worker.kill()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: after a takeover the survivor sometimes stops fetching some assigned "
-    "partitions (input after the final seek, or changelogs during recovery); /health reports "
-    "it and a restart clears it; cause not found (README, Faults we test)",
-)
 def test_one_of_two_workers_killed_the_other_takes_over(
     kafka_bootstrap, unique_name, tmp_path
 ) -> None:

@@ -41,12 +41,6 @@ def api_versions(worker: WorkerProcess, parcels) -> dict[str, int]:
     return versions
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: after a takeover the survivor sometimes stops fetching some assigned "
-    "partitions (input after the final seek, or changelogs during recovery); /health reports "
-    "it and a restart clears it; cause not found (README, Faults we test)",
-)
 async def test_two_workers_survivor_takes_over_after_sigkill(
     kafka_bootstrap: str, unique_name, tmp_path: Path
 ) -> None:
