@@ -46,7 +46,7 @@ class RecordBatch:
     partition: int
     records: Sequence[Record]
     seek: int = 0
-    """How many times the consumer had positioned the partition when it delivered this."""
+    """How many times the consumer had positioned the partition before fetching these."""
 
     @property
     def last_offset(self) -> int:
