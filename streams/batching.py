@@ -213,12 +213,10 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
         Faust's stream also acknowledges the batches it *skips* while a rebalance runs,
         and its own bookkeeping counts every acknowledged offset as done: a skipped
-        batch could be committed unfolded, and (most likely, read from Faust's code) its
-        offset, acknowledged after the partition was revoked, refused the acknowledgement
-        of a later batch ending at the same offset once the partition came back, which
-        stalled the partition's commits for good (seen in the join/leave fault). So what
-        may be committed is only what this method was told, as one unbroken run from
-        where the partition is read.
+        batch could be committed unfolded; and after partitions moved back and forth, that
+        bookkeeping left some of them never committed again (the join/leave fault). So
+        what may be committed is only what this method was told, as one unbroken run from
+        where the partition is read, started afresh at every seek.
         """
         message = event.message
         batch = message.value
