@@ -216,7 +216,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         batch could be committed unfolded; and after partitions moved back and forth, that
         bookkeeping left some of them never committed again (the join/leave fault). So
         what may be committed is only what this method was told, as one unbroken run from
-        where the partition is read, started afresh at every seek.
+        where the partition is read, started afresh whenever it is assigned.
         """
         message = event.message
         batch = message.value
