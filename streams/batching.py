@@ -99,6 +99,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
         """Per batch-topic partition: how many times it was positioned (tags its batches)."""
         self._reading_again: dict[TP, int] = {}
         """Per batch-topic partition: the offset a pending seek reads it again from."""
+        self._confirmed: dict[TP, int | None] = {}
+        """Per batch-topic partition: its committed offset as Kafka last confirmed it."""
 
     def _batch_topics(self) -> frozenset[str]:
         return getattr(self.app, "batch_topics", frozenset())
@@ -170,6 +172,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self._seeks[tp] = self._seeks.get(tp, 0) + 1
             self._reading_again.pop(tp, None)
             start = committed.get(tp)
+            self._confirmed[tp] = start or None
             if tp in fresh:
                 try:
                     await self.seek(tp, 0)
@@ -202,8 +205,19 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
         await thread.call_thread(seek)
 
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit; remember what Kafka took (Faust books every offset it asked for)."""
+        done = await super()._commit(offsets)
+        if done:
+            assigned = self.assignment()  # the consumer thread commits only these
+            for tp, offset in offsets.items():
+                if tp in self._done_to and tp in assigned:
+                    self._confirmed[tp] = offset
+        return done
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
+            self._confirmed.pop(tp, None)
             self._done_to.pop(tp, None)
             self._reading_again.pop(tp, None)
         await super().on_partitions_revoked(revoked)
@@ -262,7 +276,11 @@ class BatchConsumer(aiokafka_driver.Consumer):
         self._acked[tp].clear()
         self._acked_index[tp].clear()
         end = self._done_to.get(tp)
-        committed = self._committed_offset[tp]
+        # Faust books a commit as done even when Kafka refused it (faust#316): above
+        # the partition's real commit, that booking refused every later commit, and the
+        # last batch of a quiet partition stayed uncommitted for good (the takeover
+        # fault, once). Faust's view is set back to what Kafka confirmed.
+        committed = self._committed_offset[tp] = self._confirmed.get(tp)
         if end is None or (committed is not None and end <= committed):
             return None
         return end

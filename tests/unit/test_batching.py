@@ -148,7 +148,7 @@ class Broker:
         self.seeks: list[tuple[TP, int]] = []
         self.refusals = refusals
 
-        async def commit(offsets: dict[TP, int]) -> bool:
+        async def commit(_: object, offsets: dict[TP, int]) -> bool:
             self.commits.append(dict(offsets))
             if self.refusals:
                 self.refusals -= 1
@@ -169,7 +169,7 @@ class Broker:
             return {tp: start for tp in partitions}
 
         monkeypatch.setattr(consumer, "assignment", lambda: set(committed))
-        monkeypatch.setattr(consumer, "_commit", commit)
+        monkeypatch.setattr(aiokafka_driver.Consumer, "_commit", commit)
         monkeypatch.setattr(consumer, "_seek", seek)
         monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
         monkeypatch.setattr(app.producer, "flush", nothing_to_flush)
@@ -409,3 +409,20 @@ async def test_a_seek_runs_on_the_consumer_thread(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(consumer, "_thread", ConsumerThread())
     await consumer.seek(TOPIC_PARTITION, 42)
     assert calls == ["enqueued", "seek 3@42 in consumer-thread"]
+
+
+async def test_a_refused_commit_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust books a refused commit as done (faust-streaming/faust#316): the last batch of
+    # a quiet partition, refused once after the final seek of a takeover, was never
+    # committed again (folded and stored; verify behind for good).
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: 100}, refusals=1)
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(100, 101))  # the partition's last record
+    await consumer.commit()  # refused
+    await consumer.commit()
+    assert broker.commits == [{TOPIC_PARTITION: 101}, {TOPIC_PARTITION: 101}]
+    assert broker.committed[TOPIC_PARTITION] == 101
+    await consumer.commit()  # confirmed: nothing more to send
+    assert len(broker.commits) == 2
