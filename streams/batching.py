@@ -23,6 +23,7 @@ Registered as the ``trackbone-batch://`` broker scheme through Faust's documente
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -162,12 +163,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
         batch_topics = self._batch_topics()
         partitions = [tp for tp in self.assignment() if tp.topic in batch_topics]
         fresh = [tp for tp in partitions if not committed.get(tp)]
-        starts: Mapping[TP, int] = {}
-        if fresh:
-            try:
-                starts = await self.earliest_offsets(*fresh)
-            except KafkaError as exc:  # revoked meanwhile: the next seek decides
-                self.log.info("earliest offsets unknown while the assignment changes: %r", exc)
+        starts = await self._earliest(fresh)
+        unknown: list[TP] = []
         for tp in partitions:
             self._seeks[tp] = self._seeks.get(tp, 0) + 1
             self._reading_again.pop(tp, None)
@@ -177,17 +174,59 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 try:
                     await self.seek(tp, 0)
                 except IllegalStateError:  # revoked meanwhile: its new owner seeks it
+                    self._done_to.pop(tp, None)
                     continue
                 committed[tp] = 0
                 start = starts.get(tp)
             if start is None:
                 self._done_to.pop(tp, None)
+                unknown.append(tp)
                 continue
             # Batches keep arriving while the seek runs; one folded meanwhile extended a
             # run that started at or below the committed offset read here (a partition
             # only this worker commits, since a move revokes it), so the run stands.
             self._done_to[tp] = max(start, self._done_to.get(tp, start))
+        if unknown:
+            seeks = {tp: self._seeks[tp] for tp in unknown}
+            self.add_future(self._learn_starts(seeks))
         return committed
+
+    async def _earliest(self, partitions: Sequence[TP]) -> Mapping[TP, int]:
+        if not partitions:
+            return {}
+        try:
+            return await self.earliest_offsets(*partitions)
+        except KafkaError as exc:
+            self.log.info("earliest offsets unknown for now: %r", exc)
+            return {}
+
+    async def _learn_starts(self, seeks: Mapping[TP, int], attempts: int = 8) -> None:
+        """Ask again for the first offsets the seek could not learn; a run starts there.
+
+        Without its first offset a partition without a commit has no run, so it was
+        never committed until its next seek: in a restart run the 34 partitions without
+        a commit stayed uncommitted while the 6 with one committed to their end. The
+        broker's answer may leave partitions out while the group settles (Faust met
+        the same in its recovery, faust-streaming/faust#289). Batches folded meanwhile
+        are not in the run, so the partition is read again from its start.
+        """
+        delay = 0.2
+        for _ in range(attempts):
+            await asyncio.sleep(delay)  # a backoff between two broker requests
+            delay = min(delay * 2, 5.0)
+            assigned = self.assignment()
+            pending = [
+                tp
+                for tp, seek in seeks.items()
+                if self._seeks.get(tp) == seek and tp not in self._done_to and tp in assigned
+            ]
+            if not pending:
+                return
+            for tp, start in (await self._earliest(pending)).items():
+                if tp in pending:
+                    self._done_to[tp] = start
+                    self._read_again(tp, start)  # what was folded meanwhile is not counted
+        self.log.warning("first offsets still unknown; they commit after the next seek")
 
     async def _seek(self, partition: TP, offset: int) -> None:
         """Seek in the consumer's own thread, as Faust's other consumer calls do.

@@ -165,7 +165,13 @@ class Broker:
         async def seek_to_committed(_: object) -> dict[TP, int | None]:
             return dict(self.committed)
 
+        self.starts_unknown = 0
+        """How many earliest-offsets answers leave every partition out first."""
+
         async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+            if self.starts_unknown:
+                self.starts_unknown -= 1
+                return {}
             return {tp: start for tp in partitions}
 
         monkeypatch.setattr(consumer, "assignment", lambda: set(committed))
@@ -426,3 +432,25 @@ async def test_a_refused_commit_is_sent_again(monkeypatch: pytest.MonkeyPatch) -
     assert broker.committed[TOPIC_PARTITION] == 101
     await consumer.commit()  # confirmed: nothing more to send
     assert len(broker.commits) == 2
+
+
+async def test_a_partition_whose_first_offset_is_unknown_at_the_seek_commits_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The broker's answer left the partitions without a commit out: they had no run and
+    # stayed uncommitted (a restart run: 34 partitions behind, the 6 with a commit done).
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None})
+    broker.starts_unknown = 2
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(0, 5))  # folded before the first offset is known: not counted
+    while consumer._futures:  # asking again (twice), then reading again from 0
+        await next(iter(consumer._futures))
+    await consumer.commit()
+    assert all(c[TOPIC_PARTITION] == 0 for c in broker.commits)
+    assert broker.seeks == [(TOPIC_PARTITION, 0), (TOPIC_PARTITION, 0)]  # the seek, the read
+    deliver.read = -1
+    await deliver(*range(0, 5))  # read again
+    await consumer.commit()
+    assert broker.commits[-1] == {TOPIC_PARTITION: 5}
