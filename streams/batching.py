@@ -24,6 +24,7 @@ Registered as the ``trackbone-batch://`` broker scheme through Faust's documente
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ from faust.types.tuples import ConsumerMessage
 from projections.core import Record
 
 SCHEME = "trackbone-batch"
+MAX_RANGES_AHEAD = 1024
+"""Folded ranges kept beyond a partition's run at most; past that it is read again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         """Per batch-topic partition: the offset a pending seek reads it again from."""
         self._confirmed: dict[TP, int | None] = {}
         """Per batch-topic partition: its committed offset as Kafka last confirmed it."""
+        self._ahead: dict[TP, list[tuple[int, int]]] = {}
+        """Per batch-topic partition: folded offset ranges [first, after) not joined to
+        the run yet (beyond a gap, or folded before the partition's run was known)."""
 
     def _batch_topics(self) -> frozenset[str]:
         return getattr(self.app, "batch_topics", frozenset())
@@ -185,7 +191,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
             # Batches keep arriving while the seek runs; one folded meanwhile extended a
             # run that started at or below the committed offset read here (a partition
             # only this worker commits, since a move revokes it), so the run stands.
-            self._done_to[tp] = max(start, self._done_to.get(tp, start))
+            self._start_run(tp, max(start, self._done_to.get(tp, start)))
         if unknown:
             seeks = {tp: self._seeks[tp] for tp in unknown}
             self.add_future(self._learn_starts(seeks))
@@ -208,7 +214,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         a commit stayed uncommitted while the 6 with one committed to their end. The
         broker's answer may leave partitions out while the group settles (Faust met
         the same in its recovery, faust-streaming/faust#289). Batches folded meanwhile
-        are not in the run, so the partition is read again from its start.
+        meanwhile join the run as it starts.
         """
         delay = 0.2
         for _ in range(attempts):
@@ -224,8 +230,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 return
             for tp, start in (await self._earliest(pending)).items():
                 if tp in pending:
-                    self._done_to[tp] = start
-                    self._read_again(tp, start)  # what was folded meanwhile is not counted
+                    self._start_run(tp, start)
         self.log.warning("first offsets still unknown; they commit after the next seek")
 
     async def _seek(self, partition: TP, offset: int) -> None:
@@ -259,6 +264,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self._confirmed.pop(tp, None)
             self._done_to.pop(tp, None)
             self._reading_again.pop(tp, None)
+            self._ahead.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def folded(self, event: EventT) -> None:
@@ -269,23 +275,55 @@ class BatchConsumer(aiokafka_driver.Consumer):
         batch could be committed unfolded; and after partitions moved back and forth, that
         bookkeeping left some of them never committed again (the join/leave fault). So
         what may be committed is only what this method was told, as one unbroken run from
-        where the partition is read, started afresh whenever it is assigned.
+        where the partition is read, started afresh whenever it is assigned. A batch
+        folded beyond the run's end, or before the run is known, waits in ``_ahead``
+        until the run reaches it.
         """
         message = event.message
         batch = message.value
         tp = message.tp
         self._acked[tp]  # a defaultdict: Faust asks _new_offset for the partitions in it
-        if isinstance(batch, RecordBatch) and tp in self._done_to:
-            end = self._done_to[tp]
+        if isinstance(batch, RecordBatch):
             first, after = batch.records[0].offset, batch.last_offset + 1
-            if first <= end < after:
-                self._done_to[tp] = after
+            end = self._done_to.get(tp)
+            if end is None or first > end:
+                # Not joined (yet): a run not known yet (folded between aiokafka's seek
+                # and the run's start: a restart left 29 partitions uncommitted so), or
+                # a gap before it. Kept, so that the run takes it once it gets there.
+                self._keep_ahead(tp, first, after)
+                if end is not None and batch.seek == self._seeks.get(tp):
+                    # A batch delivered since the last seek is missing before this one:
+                    # read the partition again from the end of the run (the fold dedupes).
+                    self._read_again(tp, end)
+            elif end < after:
+                self._done_to[tp] = self._joined(tp, after)
                 self._reading_again.pop(tp, None)
-            elif first > end and batch.seek == self._seeks.get(tp):
-                # A batch delivered since the last seek is missing before this one:
-                # read the partition again from the end of the run (the fold dedupes).
-                self._read_again(tp, end)
         event.ack()
+
+    def _start_run(self, tp: TP, start: int) -> None:
+        self._done_to[tp] = self._joined(tp, start)
+
+    def _keep_ahead(self, tp: TP, first: int, after: int) -> None:
+        ahead = self._ahead.setdefault(tp, [])
+        bisect.insort(ahead, (first, after))
+        merged: list[tuple[int, int]] = []
+        for low, high in ahead:
+            if merged and low <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        end = self._done_to.get(tp)
+        if end is not None and len(merged) > MAX_RANGES_AHEAD:
+            merged.clear()  # gaps on gaps: forget them and read it all again
+            self._read_again(tp, end)
+        self._ahead[tp] = merged
+
+    def _joined(self, tp: TP, end: int) -> int:
+        """The run's end once it reaches ``end``, with the ranges ahead it now touches."""
+        ahead = self._ahead.get(tp)
+        while ahead and ahead[0][0] <= end:
+            end = max(end, ahead.pop(0)[1])
+        return end
 
     def _read_again(self, tp: TP, offset: int) -> None:
         if self._reading_again.get(tp) == offset:
