@@ -56,12 +56,6 @@ def mid_stream(feed: Feed, *workers: WorkerProcess) -> None:
     assert feed.sent_share() < 1, "the feed ended before the fault: make it longer"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: a restarted worker sometimes leaves some partitions uncommitted (1 of 6 "
-    "loop runs after the fixes of 2026-12-04): nothing lost, verify says behind, /health "
-    "503 stalled; cause not found (README, Faults we test)",
-)
 def test_worker_sigkill_mid_batch_then_restarted(kafka_bootstrap, unique_name, tmp_path) -> None:
     env = worker_env(kafka_bootstrap, unique_name("kill1") + ".", unique_name("app"))
     lines, expected = scenario(tmp_path, "K1")
