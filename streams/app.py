@@ -80,9 +80,7 @@ class TrackboneApp:
             logging_config=None,
         )
         self.app.batch_topics = frozenset(topics.inputs)  # and the ETA learner's topic
-        self.inputs = self.app.topic(
-            *topics.inputs, schema=BatchSchema(), maxsize=settings.stream_buffer_batches
-        )
+        self.inputs = self.app.topic(*topics.inputs, schema=BatchSchema())
         self.topic_index = {name: i for i, name in enumerate(topics.inputs)}
         self.states = self.app.Table(
             "parcel-state",

@@ -127,8 +127,6 @@ class Settings:
     """Input waiting and no batch folded for this long: the worker reports itself stalled."""
     max_batch_records: int = 2000
     """Records per fetched batch at most (Faust's ``broker_max_poll_records``)."""
-    stream_buffer_batches: int = 4096
-    """Fetched batches waiting for the agent at most; past that Faust stops fetching them."""
     records_in_flight: int = 50_000
     """Output records handed to Kafka and not yet stored, at most, before the worker waits."""
     eta_enabled: bool = True
@@ -230,7 +228,6 @@ class Settings:
             "ROCKSDB_MEMORY_MB": "rocksdb_memory_mb",
             "MAX_BATCH_RECORDS": "max_batch_records",
             "RECORDS_IN_FLIGHT": "records_in_flight",
-            "STREAM_BUFFER_BATCHES": "stream_buffer_batches",
             "WEB_MAX_BODY_BYTES": "web_max_body_bytes",
         }
         floats = {
