@@ -12,7 +12,7 @@ loop, so both do exactly the same work.
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from projections import core
 from streams import avro
 from streams.metrics import Metrics
 from streams.outputs import OutRecord
-from streams.stuck import StuckIndex
+from streams.stuck import BUCKET_MS, StuckIndex
 
 DEAD_LETTER_MAX_VALUE = 900 * 1024
 """Bytes of an input value a dead letter carries at most (the broker takes 1 MiB a record)."""
@@ -79,6 +79,7 @@ class BatchProcessor:
     def forget(self) -> None:
         """Partitions moved: another worker may have changed what this one cached."""
         self.cache.clear()
+        self.stuck.forget()
         self.partition_time.clear()
         self.positions.clear()  # another worker may have folded further meanwhile
 
@@ -211,17 +212,27 @@ class BatchProcessor:
             value = value[:DEAD_LETTER_MAX_VALUE]
         return (self.topics.dead_letter, None, record.key, value, headers)
 
-    def stuck_alerts(self, threshold: int, watermark: int) -> list[OutRecord]:
+    def stuck_alerts(
+        self, threshold: int, watermark: int, partitions: Iterable[int]
+    ) -> list[OutRecord]:
         """Alerts for parcels silent since before ``threshold``, and the index's deletions."""
         out: list[OutRecord] = []
-        for partition, bucket, members in self.stuck.take_due(threshold):
+        changelog = self.topics.stuck_changelog
+        for due in self.stuck.take_due(threshold, partitions):
             candidates = []
-            for parcel_id in members:
+            for parcel_id in due.members:
                 key = parcel_id.encode()
                 state = self.load(key).state
                 since = core.stuck_since(state)
-                if state is not None and since is not None and since < threshold:
+                # Only from the bucket of its current last event (an older bucket's entry
+                # is stale); a parcel put in a later bucket is not silent yet.
+                if (
+                    state is not None
+                    and since is not None
+                    and since < threshold
+                    and since // BUCKET_MS == due.bucket
+                ):
                     candidates.append((key, state))
             self.alerts(core.stuck_alerts(candidates, watermark), out)
-            out.append((self.topics.stuck_changelog, partition, bucket, None, []))
+            out += [(changelog, due.partition, key, None, []) for key in due.deleted]
         return out

@@ -9,7 +9,6 @@ from projections import core
 from projections.events import CustomsStatus, Event, Scan
 from projections.fold import Milestone, fold_all
 from streams import avro
-from streams.stuck import BUCKET_MS, StuckIndex
 from tests import strategies
 from tests.unit.test_fold_rules import PID, at, customs, reg, scan, void
 
@@ -162,41 +161,6 @@ def test_stored_values_round_trip_and_keep_their_bytes():
     back = core.Stored.decode(data)
     assert back.state == stored.state and back.high_water == stored.high_water
     assert back.encode() is data
-
-
-def test_stuck_index_moves_parcels_and_releases_only_whole_due_buckets():
-    store: dict[bytes, bytes] = {}
-    index = StuckIndex(store)
-    registered = run([reg("r1", 0)]).changes[KEY].stored.state
-    moved = run([reg("r1", 0), scan("s1", 60 * 24, Scan.PICKED_UP)]).changes[KEY].stored.state
-    delivered = run([reg("r1", 0), scan("s1", 60 * 30, Scan.DELIVERED)]).changes[KEY].stored.state
-    index.moves(3, [(KEY, None, registered)])
-    assert len(store) == 1
-    index.moves(3, [(KEY, registered, moved)])  # leaves the old bucket, enters a new one
-    assert len(store) == 1
-    assert moved is not None and moved.last_event_time is not None
-    assert index.take_due(moved.last_event_time) == []  # its bucket is not wholly due
-    due = index.take_due(moved.last_event_time + BUCKET_MS)
-    assert [(p, members) for p, _, members in due] == [(3, {PID: moved.last_event_time})]
-    assert store == {}
-    index.moves(3, [(KEY, None, delivered)])  # delivered parcels cannot be stuck
-    assert store == {}
-
-
-def test_a_later_event_in_the_same_bucket_leaves_the_stuck_index_alone():
-    # Every touched parcel used to rewrite its bucket (the whole member map, and its
-    # changelog record) even when its new last event fell in the same slice.
-    store: dict[bytes, bytes] = {}
-    index = StuckIndex(store)
-    registered = run([reg("r1", 0)]).changes[KEY].stored.state
-    later = run([reg("r1", 0), scan("s1", 5, Scan.PICKED_UP)]).changes[KEY].stored.state
-    assert registered is not None and later is not None
-    assert registered.last_event_time != later.last_event_time
-    assert registered.last_event_time // BUCKET_MS == later.last_event_time // BUCKET_MS
-    index.moves(3, [(KEY, None, registered)])
-    assert index.moves(3, [(KEY, registered, later)]) == []
-    due = index.take_due(later.last_event_time + BUCKET_MS)
-    assert [members for _, _, members in due] == [{PID: registered.last_event_time}]
 
 
 def test_stuck_alerts_skip_parcels_that_can_no_longer_be_stuck():
