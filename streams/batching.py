@@ -214,7 +214,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         a commit stayed uncommitted while the 6 with one committed to their end. The
         broker's answer may leave partitions out while the group settles (Faust met
         the same in its recovery, faust-streaming/faust#289). Batches folded meanwhile
-        meanwhile join the run as it starts.
+        join the run as it starts, and the partition is read again from its end.
         """
         delay = 0.2
         for _ in range(attempts):
@@ -231,6 +231,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
             for tp, start in (await self._earliest(pending)).items():
                 if tp in pending:
                     self._start_run(tp, start)
+                    # A batch delivered meanwhile and not folded (skipped in a rebalance)
+                    # would never come again: read the partition again from the run's end.
+                    self._read_again(tp, self._done_to[tp])
         self.log.warning("first offsets still unknown; they commit after the next seek")
 
     async def _seek(self, partition: TP, offset: int) -> None:

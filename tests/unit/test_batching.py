@@ -451,7 +451,29 @@ async def test_a_partition_whose_first_offset_is_unknown_at_the_seek_commits_lat
         await task
     await consumer.commit()
     assert broker.commits[-1] == {TOPIC_PARTITION: 5}
-    assert broker.seeks == [(TOPIC_PARTITION, 0)]  # the seek only: nothing to read again
+    assert broker.seeks == [(TOPIC_PARTITION, 0), (TOPIC_PARTITION, 5)]  # the seek, then on
+
+
+async def test_a_batch_skipped_before_the_first_offset_is_known_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Delivered and skipped (a rebalance) while the partition had no run: without a
+    # read from the run's start a quiet partition would never come again. (The old code
+    # read again from the start; reading again was dropped for one commit, and a takeover
+    # run then ended with scans[7] never committed, cause not traced.)
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None})
+    broker.starts_unknown = 1
+    deliver = Delivery(app, consumer)
+    await deliver.seek()
+    await deliver(*range(0, 5), folded=False)
+    for task in list(consumer._futures):
+        await task
+    assert broker.seeks == [(TOPIC_PARTITION, 0), (TOPIC_PARTITION, 0)]  # the seek, the read
+    deliver.read = -1
+    await deliver(*range(0, 5))
+    await consumer.commit()
+    assert broker.commits[-1] == {TOPIC_PARTITION: 5}
 
 
 async def test_a_batch_folded_before_the_seek_sets_the_run_is_committed(
