@@ -105,6 +105,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
         """Per batch-topic partition: the offset a pending seek reads it again from."""
         self._confirmed: dict[TP, int | None] = {}
         """Per batch-topic partition: its committed offset as Kafka last confirmed it."""
+        self._delivered: dict[TP, int] = {}
+        """Per batch-topic partition: the offset after the last batch handed to Faust."""
         self._ahead: dict[TP, list[tuple[int, int]]] = {}
         """Per batch-topic partition: folded offset ranges [first, after) not joined to
         the run yet (beyond a gap, or folded before the partition's run was known)."""
@@ -130,6 +132,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 # Faust's own getmany does when the flow stops.
                 await self._seek_back_during_rebalance()
                 return
+            self._delivered[tp] = messages[-1].offset + 1
             yield tp, batch_message(tp, messages, seeks.get(tp, 0))
 
     async def _seek_back_during_rebalance(self) -> None:
@@ -262,8 +265,33 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     self._confirmed[tp] = offset
         return done
 
+    def resume_flow(self) -> None:
+        """Resume; read again what Faust's flow control dropped as it resumed.
+
+        Faust's recovery resumes a new assignment's partitions, seeks them, and only then
+        resumes its flow control, which empties the streams' queues (mode's
+        ``FlowControlEvent.resume``): batches fetched and delivered in between are gone,
+        neither folded nor skipped, and a quiet partition never sent them again (a
+        takeover ended with ``scans[5]`` delivered to its end and never committed).
+        faust-streaming/faust#253 reordered some of these calls for the same reason; the
+        no-recovery path of 0.15.3 still resumes flow control before the seek and again
+        after it. Every partition delivered past its run is read again from the run's end
+        (the fold dedupes what the agent had already taken).
+        """
+        super().resume_flow()
+        behind = [
+            (tp, end)
+            for tp, delivered in self._delivered.items()
+            if (end := self._done_to.get(tp)) is not None and delivered > end
+        ]
+        if behind:
+            self.log.info("flow resumed: reading %d partitions again from their runs", len(behind))
+        for tp, end in behind:
+            self._read_again(tp, end, quiet=True)
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
+            self._delivered.pop(tp, None)
             self._confirmed.pop(tp, None)
             self._done_to.pop(tp, None)
             self._reading_again.pop(tp, None)
@@ -328,11 +356,12 @@ class BatchConsumer(aiokafka_driver.Consumer):
             end = max(end, ahead.pop(0)[1])
         return end
 
-    def _read_again(self, tp: TP, offset: int) -> None:
+    def _read_again(self, tp: TP, offset: int, *, quiet: bool = False) -> None:
         if self._reading_again.get(tp) == offset:
             return
         self._reading_again[tp] = offset
-        self.log.warning("%s: offsets from %s delivered, not folded: reading again", tp, offset)
+        if not quiet:
+            self.log.warning("%s: offsets from %s delivered, not folded: reading again", tp, offset)
 
         async def seek() -> None:
             try:

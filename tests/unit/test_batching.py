@@ -515,3 +515,36 @@ async def test_a_batch_folded_beyond_a_gap_counts_once_the_gap_is_folded(
     await deliver(*range(120, 135))
     await consumer.commit()
     assert broker.commits[-1] == {TOPIC_PARTITION: 140}
+
+
+async def test_batches_dropped_as_the_flow_resumes_are_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust's recovery resumes the partitions, seeks them, then resumes its flow control,
+    # which empties the streams' queues: a batch delivered in between was never folded nor
+    # skipped, and a quiet partition never sent it again (a takeover: scans[5] delivered
+    # to its end, never committed).
+    app, consumer = batch_consumer()
+    broker = Broker(monkeypatch, app, consumer, {TOPIC_PARTITION: None})
+
+    async def fetch(self: object, timeout: float):
+        for message in fetched(*range(0, 270)):
+            yield TOPIC_PARTITION, message
+
+    await consumer.perform_seek()
+    monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
+    (dropped,) = [message async for _, message in consumer.getmany(timeout=0.1)]
+    consumer.track_message(dropped)  # into the stream's queue, which the resume empties
+    consumer.resume_flow()
+    for task in list(consumer._futures):
+        await task
+    assert broker.seeks == [(TOPIC_PARTITION, 0), (TOPIC_PARTITION, 0)]  # the seek, the read
+    again = batch_message(
+        TOPIC_PARTITION, fetched(*range(0, 270)), consumer._seeks[TOPIC_PARTITION]
+    )
+    consumer.track_message(again)
+    consumer.folded(Event(app, None, again.value, {}, again))
+    await consumer.commit()
+    assert broker.commits[-1] == {TOPIC_PARTITION: 270}
+    consumer.resume_flow()  # nothing delivered past the run: nothing to read again
+    assert len(broker.seeks) == 2
