@@ -279,6 +279,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
         (the fold dedupes what the agent had already taken).
         """
         super().resume_flow()
+        if self.app.in_recovery:
+            return  # the changelogs' turn: the seek and the last resume come after it
         behind = [
             (tp, end)
             for tp, delivered in self._delivered.items()

@@ -535,6 +535,10 @@ async def test_batches_dropped_as_the_flow_resumes_are_read_again(
     monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", fetch)
     (dropped,) = [message async for _, message in consumer.getmany(timeout=0.1)]
     consumer.track_message(dropped)  # into the stream's queue, which the resume empties
+    app.in_recovery = True
+    consumer.resume_flow()  # the changelogs' recovery starts: nothing is read again yet
+    assert broker.seeks == [(TOPIC_PARTITION, 0)]
+    app.in_recovery = False
     consumer.resume_flow()
     for task in list(consumer._futures):
         await task
